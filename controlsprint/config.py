@@ -154,11 +154,40 @@ def from_dict(cls: type[C], data: Mapping[str, Any], *, strict: bool = True, sou
             value = from_dict(kind, value, strict=strict, source=f"{source}.{name}")
         elif isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        if problem := _type_problem(value, kind):
+            raise UserError(f"{source}: {name}={value!r} {problem}")
         values[name] = value
     try:
         return cls(**values)
     except TypeError as err:
         raise UserError(f"{source}: {err}") from None
+
+
+def _type_problem(value: Any, kind: Any) -> str | None:
+    """Why `value` does not fit the declared `kind` (Literal choices, numbers, tuples), or None."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Literal:
+        return None if value in args else f"must be one of {', '.join(map(str, args))}"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args if not (a is type(None) and value is not None)]
+        return None if value is None and type(None) in args or None in problems else problems[0]
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return "must be a list"
+        inner = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(inner) != len(value):
+            return f"must have {len(inner)} values"
+        return next((p for v, a in zip(value, inner, strict=True) if (p := _type_problem(v, a))), None)
+    if kind is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if kind is str:
+        return None if isinstance(value, str) else "must be a string"
+    return None
 
 
 def load_config_module(spec: str, search_dirs: Iterable[Path] = ()) -> types.ModuleType:
