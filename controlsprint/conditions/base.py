@@ -1,0 +1,135 @@
+"""What every extractor shares: the result type, the sizing rule, input normalisation, lazy models.
+
+Sizing rule (one rule for every extractor, so a condition lines up with the image it came from):
+- `resolution=None`: the input size, each side rounded to the nearest multiple of 8 (at least 8);
+- `resolution=N`: the input scaled, aspect kept, so its short side is N; then each side rounded to the
+  nearest multiple of 8 (at least 8). Stable Diffusion's VAE works on 8x8 pixel blocks, so that is the
+  granularity a condition image must have.
+The image is resized (never cropped), area-averaged when shrinking and bicubic when enlarging.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from controlsprint.conditions.options import NoOptions, build_options
+from controlsprint.errors import UserError
+
+SIZE_MULTIPLE = 8
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """An extractor's output: the condition image and, for hands/pose/face, the landmarks found."""
+
+    image: np.ndarray  # HxWx3 uint8
+    landmarks: list[dict] | None = None  # JSON-ready; None for extractors without landmarks
+    notice: str | None = None  # one line worth telling the user (e.g. which SAM backend ran)
+
+
+def round_to_multiple(value: float, multiple: int = SIZE_MULTIPLE) -> int:
+    return max(multiple, int(value / multiple + 0.5) * multiple)
+
+
+def condition_size(height: int, width: int, resolution: int | None) -> tuple[int, int]:
+    """(height, width) of the condition for an input of `height` x `width` (see the module doc)."""
+    if resolution is None:
+        return round_to_multiple(height), round_to_multiple(width)
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, numbers.Integral)
+        or resolution < SIZE_MULTIPLE
+    ):
+        raise UserError(
+            f"resolution {resolution!r}: expected an integer of at least {SIZE_MULTIPLE} (or None)"
+        )
+    scale = int(resolution) / min(height, width)
+    return round_to_multiple(height * scale), round_to_multiple(width * scale)
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` resized to (height, width): area-averaged when shrinking, bicubic when enlarging."""
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    import cv2
+
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A label or binary map resized to (height, width) without inventing new values (nearest)."""
+    height, width = size
+    if labels.shape[:2] == (height, width):
+        return labels
+    import cv2
+
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+
+
+class Extractor:
+    """Base of every extractor: `ext(image, resolution=...)` and `ext.extract(...)`.
+
+    Subclasses set `name` and `Options`, and implement `_extract(rgb, size) -> ConditionResult`, where
+    `rgb` is the normalised input and `size` the (height, width) of the condition to return. Heavy
+    models are loaded on first use into attributes listed in `_lazy_attributes`; pickling drops them
+    so an extractor can be sent to a worker process and load its own there.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
+    _lazy_attributes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **options: Any):
+        self.options = build_options(self.Options, options, self.name)
+        for attribute in self._lazy_attributes:
+            setattr(self, attribute, None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options})"
+
+    def __call__(self, image: Any, *, resolution: int | None = None) -> np.ndarray:
+        return self.extract(image, resolution=resolution).image
+
+    def extract(self, image: Any, *, resolution: int | None = None) -> ConditionResult:
+        rgb = self._normalise(image)
+        return self._extract(rgb, condition_size(rgb.shape[0], rgb.shape[1], resolution))
+
+    def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
+        raise NotImplementedError
+
+    @staticmethod
+    def _normalise(image: Any) -> np.ndarray:
+        from controlsprint.imageio import DEFAULT_MAX_PIXELS, array_to_rgb, load_image
+
+        if isinstance(image, np.ndarray):
+            return array_to_rgb(image, f"{image.shape} {image.dtype} array")
+        # Pixels already in memory cannot be a decompression bomb; paths and bytes still get the limit.
+        in_memory = type(image).__module__.startswith("PIL.")
+        return load_image(image, max_pixels=None if in_memory else DEFAULT_MAX_PIXELS)
+
+    def close(self) -> None:
+        """Release loaded models now (they are loaded again on the next call)."""
+        for attribute in self._lazy_attributes:
+            model = getattr(self, attribute, None)
+            if model is not None and hasattr(model, "close"):
+                model.close()
+            setattr(self, attribute, None)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for attribute in self._lazy_attributes:
+            state[attribute] = None
+        return state

@@ -1,0 +1,68 @@
+"""`face`: MediaPipe Face Mesh (468 landmarks, 478 with irises) drawn as coloured contours on black.
+
+The drawing keeps what a face ControlNet needs and nothing busier: the face oval, eyebrows, eyes, lips
+and irises, each part in its own colour (left and right differ, so the head's turn is visible).
+`ConditionResult.landmarks`: one {"landmarks": [468 or 478 records]} per face.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from controlsprint.conditions.base import ConditionResult
+from controlsprint.conditions.drawing import black_canvas, draw_bones, stroke_width
+from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records, pixel_points
+from controlsprint.conditions.options import FaceOptions
+
+# (name of the connection set in mediapipe's face_mesh_connections, colour), drawn in this order.
+FACE_PARTS: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("FACEMESH_FACE_OVAL", (255, 255, 255)),
+    ("FACEMESH_LEFT_EYEBROW", (0, 255, 0)),
+    ("FACEMESH_RIGHT_EYEBROW", (255, 128, 0)),
+    ("FACEMESH_LEFT_EYE", (0, 255, 255)),
+    ("FACEMESH_RIGHT_EYE", (255, 0, 255)),
+    ("FACEMESH_LIPS", (255, 48, 48)),
+    ("FACEMESH_LEFT_IRIS", (64, 160, 255)),
+    ("FACEMESH_RIGHT_IRIS", (255, 220, 0)),
+)
+IRIS_LANDMARKS = 478
+
+
+class FaceExtractor(MediaPipeExtractor):
+    name = "face"
+    Options = FaceOptions
+
+    def _build_graph(self) -> Any:
+        import mediapipe as mp
+
+        return mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=self.options.max_faces,
+            refine_landmarks=self.options.refine_landmarks,
+            min_detection_confidence=self.options.min_confidence,
+        )
+
+    def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
+        found = self._process(rgb)
+        faces = [
+            {"landmarks": landmark_records(marks.landmark, size)}
+            for marks in found.multi_face_landmarks or []
+        ]
+        return ConditionResult(draw_faces(faces, size), landmarks=faces)
+
+
+def draw_faces(faces: list[dict], size: tuple[int, int]) -> np.ndarray:
+    from mediapipe.python.solutions import face_mesh_connections
+
+    canvas = black_canvas(size)
+    width = stroke_width(size, per_pixels=256.0)
+    for face in faces:
+        points = pixel_points(face["landmarks"])
+        for part, colour in FACE_PARTS:
+            if "IRIS" in part and len(points) < IRIS_LANDMARKS:
+                continue
+            connections = sorted(getattr(face_mesh_connections, part))
+            draw_bones(canvas, points, connections, (colour,), width)
+    return canvas

@@ -1,0 +1,224 @@
+"""Read any image a user hands us as one thing: an HxWx3 uint8 RGB array. Write PNGs safely.
+
+`load_image` is the single door for pixels into controlsprint (extractors, dataset preparation, the
+inference CLI, the demos). It takes a path, raw bytes, a PIL image or a numpy array, and normalises:
+
+- orientation: the EXIF Orientation tag is applied, so a phone photo is upright;
+- transparency (RGBA, LA, PA, P with a transparent colour, and 2/4-channel arrays): composited on
+  WHITE. Cut-outs and logos are made to be shown on a white page, and a condition extracted from the
+  image as people see it is what a ControlNet should learn from;
+- palette (P), CMYK, YCbCr, LAB, HSV, 1-bit: converted by Pillow to RGB;
+- 16-bit (PIL modes I;16*, I, uint16 arrays): v -> round(v / 257), so 65535 is 255;
+- float (PIL mode F, float arrays): taken as [0, 1] and clipped; NaN counts as 0;
+- grayscale (L, HxW or HxWx1 arrays): repeated into three channels;
+- bool arrays: False/True -> 0/255; other integer arrays only when every value is within 0..255.
+
+Every failure is a `UserError` naming the input: a missing file, a directory, a zero-byte file, a
+truncated or corrupt image, something that is not an image, or an image above `max_pixels` (a
+decompression bomb: the size comes from the header, before any pixel is decoded).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from controlsprint.errors import UserError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# 8192 x 8192. Far above any ControlNet training image, far below what exhausts memory when decoded
+# (a 64 MP RGB image is 192 MiB as uint8; Pillow's own bomb guard only errors at ~179 MP).
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Return `source` as a C-contiguous HxWx3 uint8 RGB array (see the module doc for the rules).
+
+    `source`: a path (str or Path), bytes, a PIL image or a numpy array. `max_pixels=None` turns the
+    size limit off (use it only for images already in memory).
+    """
+    if isinstance(source, np.ndarray):
+        label = f"array {source.shape} {source.dtype}"
+        if source.ndim >= 2:
+            _check_pixels(source.shape[1], source.shape[0], max_pixels, label)
+        return array_to_rgb(source, label)
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        label = f"PIL image {source.width}x{source.height} {source.mode}"
+        _check_pixels(source.width, source.height, max_pixels, label)
+        return _decoded_to_rgb(source, label)
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        label = f"<{len(data)} bytes>"
+        if not data:
+            raise UserError(f"{label}: empty input (0 bytes), not an image")
+        return _decode(io.BytesIO(data), label, max_pixels)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        _check_file(path)
+        with open(path, "rb") as handle:
+            return _decode(handle, str(path), max_pixels)
+    raise UserError(f"{type(source).__name__} input: expected a path, bytes, a PIL image or a numpy array")
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not an image")
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file (0 bytes), not an image")
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None, label: str) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise UserError(
+            f"{label}: image is {width}x{height} = {width * height} pixels, above the limit of "
+            f"{max_pixels} (raise it with --max-pixels if the image is genuine)"
+        )
+
+
+def _decode(stream: Any, label: str, max_pixels: int | None) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(stream)  # reads the header only
+    except UnidentifiedImageError:
+        raise UserError(f"{label}: not an image (no known image format)") from None
+    except Image.DecompressionBombError as err:
+        raise UserError(f"{label}: refused as a decompression bomb ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f"{label}: cannot read image header ({err})") from None
+    with image:
+        _check_pixels(image.width, image.height, max_pixels, label)
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise UserError(f"{label}: truncated or corrupt image ({err})") from None
+        return _decoded_to_rgb(image, label)
+
+
+def _decoded_to_rgb(image: Image.Image, label: str) -> np.ndarray:
+    from PIL import ImageOps
+
+    try:
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{label}: unreadable EXIF orientation ({err})") from None
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return array_to_rgb(_sixteen_bit_to_uint8(np.asarray(image)), label)
+    if mode == "F":
+        return array_to_rgb(np.asarray(image, dtype=np.float32), label)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if mode in _ALPHA_MODES or image.mode == "RGBA":
+        return _composite_on_white(np.asarray(image.convert("RGBA")))
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def _sixteen_bit_to_uint8(values: np.ndarray) -> np.ndarray:
+    clipped = np.clip(values.astype(np.int64), 0, 65535)
+    return ((clipped + 128) // 257).astype(np.uint8)
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    rgb = rgba[..., :3].astype(np.uint16)
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    blended = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+    return np.ascontiguousarray(blended.astype(np.uint8))
+
+
+def array_to_rgb(array: np.ndarray, label: str = "array") -> np.ndarray:
+    """Normalise an in-memory array (HxW, HxWx1/2/3/4; uint8, uint16, bool, float, small ints) to RGB."""
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+        return np.ascontiguousarray(array)  # the common case costs nothing
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise UserError(
+            f"{label}: expected HxW, HxWx1, HxWx2, HxWx3 or HxWx4 pixels, got shape {array.shape}"
+        )
+    pixels = _to_uint8(array, label)
+    channels = pixels.shape[2]
+    if channels == 4:
+        return _composite_on_white(pixels)
+    if channels == 2:
+        return _composite_on_white(
+            np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], 2)
+        )
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    return np.ascontiguousarray(pixels)
+
+
+def _to_uint8(array: np.ndarray, label: str) -> np.ndarray:
+    kind = array.dtype
+    if kind == np.uint8:
+        return array
+    if kind == np.bool_:
+        return array.astype(np.uint8) * 255
+    if kind == np.uint16:
+        return _sixteen_bit_to_uint8(array)
+    if np.issubdtype(kind, np.floating):
+        scaled = np.nan_to_num(array.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return (np.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(kind, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low >= 0 and high <= 255:
+            return array.astype(np.uint8)
+        raise UserError(
+            f"{label}: {kind} values span {low}..{high}; give uint8 (0..255), uint16, bool or float in [0, 1]"
+        )
+    raise UserError(f"{label}: unsupported pixel type {kind}; give uint8, uint16, bool or float in [0, 1]")
+
+
+def save_png(
+    path: str | os.PathLike, array: np.ndarray, text_metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write an HxW or HxWx3/4 uint8 array as PNG, with optional tEXt entries; returns the path.
+
+    The file appears whole or not at all (written next to its target, then renamed), so an
+    interrupted run never leaves a half-written PNG that a later run would take for finished work.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    target = Path(path)
+    if (
+        array.dtype != np.uint8
+        or array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[2] not in (3, 4))
+    ):
+        raise UserError(
+            f"{target}: can only save HxW or HxWx3/4 uint8 pixels, got {array.shape} {array.dtype}"
+        )
+    info = PngInfo()
+    for key, value in (text_metadata or {}).items():
+        info.add_text(str(key), str(value))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            Image.fromarray(np.ascontiguousarray(array)).save(stream, format="PNG", pnginfo=info)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
