@@ -19,7 +19,7 @@ from controlsprint import __version__
 from controlsprint.errors import UserError
 
 # The subcommands, in the order a sprint uses them. A command is listed here only once it works.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("controlsprint.cli.extract",)
 
 EPILOG = """\
 Every command takes --help. User mistakes exit with code 2 and one line on stderr.

@@ -44,6 +44,10 @@ class FaceExtractor(MediaPipeExtractor):
             min_detection_confidence=self.options.min_confidence,
         )
 
+    @staticmethod
+    def _detected(found: Any) -> bool:
+        return bool(found.multi_face_landmarks)
+
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
         faces = [

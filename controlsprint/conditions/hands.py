@@ -52,6 +52,10 @@ class HandsExtractor(MediaPipeExtractor):
             min_detection_confidence=self.options.min_confidence,
         )
 
+    @staticmethod
+    def _detected(found: Any) -> bool:
+        return bool(found.multi_hand_landmarks)
+
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
         hands = []

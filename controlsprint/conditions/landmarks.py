@@ -10,7 +10,10 @@ Values are rounded (5 decimals normalised, 2 in pixels) to keep the JSON small a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,16 +34,20 @@ def landmark_records(
         if names is not None:
             record["name"] = names[index]
         record.update(
-            x=round(float(mark.x), 5),
-            y=round(float(mark.y), 5),
-            z=round(float(mark.z), 5),
-            px=round(float(mark.x) * width, 2),
-            py=round(float(mark.y) * height, 2),
+            x=_rounded(mark.x, 5),
+            y=_rounded(mark.y, 5),
+            z=_rounded(mark.z, 5),
+            px=_rounded(mark.x * width, 2),
+            py=_rounded(mark.y * height, 2),
         )
         if with_visibility:
-            record["visibility"] = round(float(mark.visibility), 4)
+            record["visibility"] = _rounded(mark.visibility, 4)
         records.append(record)
     return records
+
+
+def _rounded(value: float, digits: int) -> float:
+    return round(float(value), digits) + 0.0  # + 0.0 turns -0.0 into 0.0 in the JSON
 
 
 def pixel_points(records: Sequence[dict]) -> list[tuple[float, float]]:
@@ -56,10 +63,52 @@ class MediaPipeExtractor(Extractor):
 
     _lazy_attributes = ("_graph",)
 
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self._settled = False  # whether the graph has started up and produced a first detection
+
     def _build_graph(self) -> Any:
         raise NotImplementedError
 
+    @staticmethod
+    def _detected(found: Any) -> bool:
+        raise NotImplementedError
+
     def _process(self, rgb: np.ndarray) -> Any:
-        if self._graph is None:
-            self._graph = self._build_graph()
-        return self._graph.process(rgb)
+        if self._settled and self._graph is not None:
+            return self._graph.process(rgb)
+        # Start-up and the first detection print C++ log chatter once; keep it off the user's screen.
+        with quiet_native_stderr():
+            if self._graph is None:
+                self._graph = self._build_graph()
+            found = self._graph.process(rgb)
+        self._settled = self._detected(found)
+        return found
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code (MediaPipe's C++ and TFLite logging) writes to file descriptor 2.
+
+    Those lines (XNNPACK delegate created, feedback tensors disabled, ...) are start-up chatter, not
+    problems, and they would bury the CLI's one-line messages. Python exceptions still propagate.
+    Set CONTROLSPRINT_NATIVE_LOGS=1 to see them. The redirect is process-wide while it lasts (the
+    first call of an extractor), which is why it is kept that short.
+    """
+    if os.environ.get("CONTROLSPRINT_NATIVE_LOGS") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -104,7 +104,7 @@ class CannyOptions:
     blur: int = option(0, "Gaussian blur kernel size before detection: 0 for none, else odd (3, 5, ...)")
     detect_resolution: int | None = option(
         None,
-        "detect edges at this short side, then resize (nearest) to the output size; default: output size",
+        "run detection at this short side, then resize (nearest) to the output size; default: output size",
     )
 
     def __post_init__(self):
@@ -128,7 +128,8 @@ class SegmentOptions:
         f"local transformers SAM folder (safetensors); default: ${SAM_MODEL_ENV}, else the classical backend",
     )
     detect_resolution: int | None = option(
-        None, "segment at this short side, then resize (nearest) to the output size; default: output size"
+        None,
+        "run detection at this short side, then resize (nearest) to the output size; default: output size",
     )
     min_region: float = option(0.002, "smallest region kept, as a fraction of the image area")
     scale: float = option(
@@ -157,7 +158,7 @@ class SegmentOptions:
 @dataclass(frozen=True)
 class HandsOptions:
     max_hands: int = option(2, "most hands to detect per image")
-    min_confidence: float = option(0.5, "minimum hand detection confidence, 0..1")
+    min_confidence: float = option(0.5, "minimum detection confidence, 0..1")
     model_complexity: int = option(1, "0: lite landmark model, 1: full (both ship with mediapipe)")
     mirrored: bool = option(False, "input is mirrored (selfie camera): keep MediaPipe's handedness labels")
 
@@ -169,7 +170,7 @@ class HandsOptions:
 
 @dataclass(frozen=True)
 class PoseOptions:
-    min_confidence: float = option(0.5, "minimum person detection confidence, 0..1")
+    min_confidence: float = option(0.5, "minimum detection confidence, 0..1")
     min_visibility: float = option(0.5, "draw only keypoints at least this visible, 0..1")
 
     def __post_init__(self):
@@ -180,7 +181,7 @@ class PoseOptions:
 @dataclass(frozen=True)
 class FaceOptions:
     max_faces: int = option(4, "most faces to detect per image")
-    min_confidence: float = option(0.5, "minimum face detection confidence, 0..1")
+    min_confidence: float = option(0.5, "minimum detection confidence, 0..1")
     refine_landmarks: bool = option(True, "also locate the irises (478 landmarks instead of 468)")
 
     def __post_init__(self):

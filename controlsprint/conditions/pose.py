@@ -73,6 +73,10 @@ class PoseExtractor(MediaPipeExtractor):
             min_detection_confidence=self.options.min_confidence,
         )
 
+    @staticmethod
+    def _detected(found: Any) -> bool:
+        return bool(found.pose_landmarks)
+
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
         if found.pose_landmarks is None:
