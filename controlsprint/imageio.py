@@ -147,7 +147,7 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
 
 def array_to_rgb(array: np.ndarray, label: str = "array") -> np.ndarray:
     """Normalise an in-memory array (HxW, HxWx1/2/3/4; uint8, uint16, bool, float, small ints) to RGB."""
-    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8:
+    if array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8 and array.size:
         return np.ascontiguousarray(array)  # the common case costs nothing
     if array.ndim == 2:
         array = array[:, :, None]
