@@ -19,7 +19,10 @@ from controlsprint import __version__
 from controlsprint.errors import UserError
 
 # The subcommands, in the order a sprint uses them. A command is listed here only once it works.
-COMMAND_MODULES: tuple[str, ...] = ("controlsprint.cli.extract",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "controlsprint.cli.extract",
+    "controlsprint.cli.synth",
+)
 
 EPILOG = """\
 Every command takes --help. User mistakes exit with code 2 and one line on stderr.

@@ -1,0 +1,30 @@
+"""PNG bytes in and out of numpy arrays: the one image codec of the dataset format.
+
+OpenCV's codec is used because it is fast, releases the GIL (so the reader's decode threads run in
+parallel) and produces the same bytes for the same pixels on every run.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def encode_png(image: np.ndarray, *, compression: int = 3) -> bytes:
+    """RGB (HxWx3) or gray (HxW) uint8 -> PNG bytes."""
+    image = np.ascontiguousarray(image)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for an array of shape {image.shape}")
+    return buffer.tobytes()
+
+
+def decode_rgb(data: bytes) -> np.ndarray | None:
+    """Encoded image bytes -> HxWx3 uint8 RGB, or None when OpenCV cannot decode them."""
+    buffer = np.frombuffer(data, np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if image is None:
+        return None
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,212 @@
+"""The dataset format that `synth` and `prepare` write and the trainer reads.
+
+Layout of a dataset directory DIR:
+
+    DIR/manifest.json                           counts, columns, conditions, shard list with row counts
+                                                and sha256, the recipe (source, seed, options)
+    DIR/rejects.jsonl                           one JSON line per input that was not turned into a row
+    DIR/data/train-00000-of-00004.parquet ...   the rows
+
+`datasets.load_dataset("parquet", data_dir=DIR)` reads it: the shard names follow the Hub's split
+naming, and each shard's schema carries the `huggingface` metadata that declares the image columns as
+`datasets.Image()` features (struct {bytes, path}, PNG bytes).
+
+Columns:
+- `image`: the picture; `text`: its caption.
+- Condition columns. One condition: `conditioning_image` only. Several: `conditioning_image_<name>` for
+  each, plus `conditioning_image`, a copy of the first (the default), so a trainer that knows only the
+  default column always finds it. The manifest's `condition_columns` maps each name to its column.
+- Extra metadata columns per producer (synth: `kind`, `seed`, `objects` JSON; prepare: `source`).
+
+Writes are atomic: a shard is written to a hidden temporary file and renamed into place, then the
+manifest (also replaced atomically) lists it. A crash never leaves a half shard counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from controlsprint.errors import UserError
+
+FORMAT_NAME = "controlsprint-dataset"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+REJECTS_NAME = "rejects.jsonl"
+DATA_SUBDIR = "data"
+DEFAULT_CONDITION_COLUMN = "conditioning_image"
+IMAGE_COLUMN = "image"
+TEXT_COLUMN = "text"
+# PNG bytes are already compressed: parquet compression would only cost time. Small row groups keep
+# random access (the reader's global shuffle) cheap: one row costs reading at most this many rows.
+ROW_GROUP_SIZE = 16
+
+
+def shard_name(index: int, count: int) -> str:
+    """Relative path of shard `index` of `count`, in the Hub's `train-XXXXX-of-YYYYY` naming."""
+    return f"{DATA_SUBDIR}/train-{index:05d}-of-{count:05d}.parquet"
+
+
+def condition_columns(conditions: Sequence[str]) -> dict[str, str]:
+    """Map condition names to column names (see the module docstring for the rule)."""
+    if not conditions:
+        raise UserError("at least one condition is needed")
+    if len(set(conditions)) != len(conditions):
+        raise UserError(f"conditions listed twice: {','.join(conditions)}")
+    if len(conditions) == 1:
+        return {conditions[0]: DEFAULT_CONDITION_COLUMN}
+    return {name: f"{DEFAULT_CONDITION_COLUMN}_{name}" for name in conditions}
+
+
+def image_columns(conditions: Sequence[str]) -> list[str]:
+    """All image-typed columns of a dataset with these conditions, in schema order."""
+    named = list(condition_columns(conditions).values())
+    extra = [] if named == [DEFAULT_CONDITION_COLUMN] else [DEFAULT_CONDITION_COLUMN]
+    return [IMAGE_COLUMN, *extra, *named]
+
+
+def build_schema(conditions: Sequence[str], extra_columns: Mapping[str, str]):
+    """The arrow schema: image columns, `text`, then `extra_columns` (name -> "string" | "int64")."""
+    import pyarrow as pa
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    arrow_types = {"string": pa.string(), "int64": pa.int64()}
+    fields = [pa.field(name, image_type) for name in image_columns(conditions)]
+    features: dict[str, Any] = {name: {"_type": "Image"} for name in image_columns(conditions)}
+    fields.append(pa.field(TEXT_COLUMN, pa.string()))
+    features[TEXT_COLUMN] = {"dtype": "string", "_type": "Value"}
+    for name, kind in extra_columns.items():
+        fields.append(pa.field(name, arrow_types[kind]))
+        features[name] = {"dtype": kind, "_type": "Value"}
+    metadata = {"huggingface": json.dumps({"info": {"features": features}})}
+    return pa.schema(fields, metadata=metadata)
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]], schema, conditions: Sequence[str]):
+    """Build an arrow table from row dicts whose image values are PNG bytes keyed by condition name.
+
+    A row holds `image` (bytes), `conditions` ({name: bytes}), `text` and the extra columns.
+    """
+    import pyarrow as pa
+
+    columns = condition_columns(conditions)
+    copy_default = DEFAULT_CONDITION_COLUMN not in columns.values()
+    image_names = set(image_columns(conditions))
+    plain_names = [field.name for field in schema if field.name not in image_names]  # text + extras
+    data: dict[str, list] = {field.name: [] for field in schema}
+    for row in rows:
+        data[IMAGE_COLUMN].append({"bytes": row[IMAGE_COLUMN], "path": None})
+        for name, column in columns.items():
+            data[column].append({"bytes": row["conditions"][name], "path": None})
+        if copy_default:
+            data[DEFAULT_CONDITION_COLUMN].append({"bytes": row["conditions"][conditions[0]], "path": None})
+        for name in plain_names:
+            data[name].append(row[name])
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_and_replace(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+def temporary_path(final: Path) -> Path:
+    """Hidden sibling name for atomic writes; readers (and `datasets`) ignore dot-files."""
+    return final.with_name(f".{final.name}.tmp")
+
+
+def write_shard(table, path: Path) -> dict:
+    """Write `table` to `path` atomically; returns the manifest record for the shard."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    image_names = [f.name for f in table.schema if f.type == table.schema.field(IMAGE_COLUMN).type]
+    compression = {f.name: ("none" if f.name in image_names else "zstd") for f in table.schema}
+    pq.write_table(
+        table,
+        tmp,
+        row_group_size=ROW_GROUP_SIZE,
+        compression=compression,
+        use_dictionary=[TEXT_COLUMN],
+    )
+    _fsync_and_replace(tmp, path)
+    return {"rows": table.num_rows, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = temporary_path(path)
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    _fsync_and_replace(tmp, path)
+
+
+def load_manifest(directory: Path) -> dict:
+    """Read and check DIR/manifest.json; every problem is a one-line `UserError` naming DIR."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"dataset directory {directory} does not exist")
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(
+            f"{directory} has no {MANIFEST_NAME}: not a controlsprint dataset "
+            "(make one with `controlsprint synth` or `controlsprint prepare`)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise UserError(f"{path} is not a {FORMAT_NAME} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path} has format_version {manifest.get('format_version')}, this controlsprint reads {FORMAT_VERSION}"
+        )
+    return manifest
+
+
+def read_rejects(directory: Path) -> list[dict]:
+    """The rejects log, skipping a torn last line a crash may have left."""
+    path = Path(directory) / REJECTS_NAME
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def append_rejects(directory: Path, entries: Iterable[dict]) -> None:
+    entries = list(entries)
+    if not entries:
+        return
+    with open(Path(directory) / REJECTS_NAME, "a") as handle:
+        handle.writelines(json.dumps(entry) + "\n" for entry in entries)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def keep_rejects_of_shards(directory: Path, shard_indices: set[int]) -> None:
+    """Drop log lines of shards that were not finished (they are redone on resume)."""
+    path = Path(directory) / REJECTS_NAME
+    if not path.exists():
+        return
+    kept = [entry for entry in read_rejects(directory) if entry.get("shard") in shard_indices]
+    tmp = temporary_path(path)
+    tmp.write_text("".join(json.dumps(entry) + "\n" for entry in kept))
+    _fsync_and_replace(tmp, path)
