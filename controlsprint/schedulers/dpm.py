@@ -67,4 +67,6 @@ def step(
     correction = 0.5 * c["phi"] * (c["inv_r0"] * (x0 - state.previous_x0))
     second_order_ok = (state.step_count > 0) & (i < sch.num_inference_steps - 1)
     prev_sample = jnp.where(second_order_ok, first_order - correction, first_order)
-    return SamplerState(step_count=state.step_count + 1, previous_x0=x0), prev_sample
+    # Keep the carried dtype stable (init_state's dtype) so the state fits a fori_loop carry.
+    new_state = SamplerState(step_count=state.step_count + 1, previous_x0=x0.astype(state.previous_x0.dtype))
+    return new_state, prev_sample

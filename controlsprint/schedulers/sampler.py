@@ -50,7 +50,7 @@ class Scheduler:
     clip_sample_range: float | None = struct.field(pytree_node=False)  # DDIM x0 clipping; None = off
 
     def init_state(self, latents_shape: tuple[int, ...], dtype=jnp.float32) -> SamplerState:
-        """The state before the first step (for any start index)."""
+        """The state before the first step (for any start index); keep `dtype` float32 for fidelity."""
         keeps_x0 = _RULES[self.name].KEEPS_PREVIOUS_X0
         return SamplerState(
             step_count=jnp.zeros((), jnp.int32),
