@@ -73,6 +73,7 @@ class SamMaskGenerator:
 
     def __init__(self, folder: Path, settings: SamSettings):
         import torch
+        from safetensors import SafetensorError
         from transformers import SamModel, SamProcessor
 
         self.settings = settings
@@ -80,7 +81,7 @@ class SamMaskGenerator:
         try:
             self.model = SamModel.from_pretrained(folder, use_safetensors=True, local_files_only=True).eval()
             self.processor = SamProcessor.from_pretrained(folder, local_files_only=True).image_processor
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             raise UserError(
                 f"SAM model folder {folder}: cannot load ({' '.join(str(err).split())})"
             ) from None
