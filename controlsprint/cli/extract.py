@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-pixels {args.max_pixels}: must be at least 1")
     if args.json and not any(EXTRACTORS[name].has_landmarks for name in names):
         raise UserError(
-            f"--json writes landmarks, which {', '.join(names)} do not produce (hands, pose, face do)"
+            f"--json writes landmarks, and none of {', '.join(names)} has any (hands, pose and face do)"
         )
     options = _options_per_extractor(args, names)
     extractors = [get_extractor(name, **options[name]) for name in names]
