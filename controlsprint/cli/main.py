@@ -22,6 +22,7 @@ from controlsprint.errors import UserError
 COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.extract",
     "controlsprint.cli.synth",
+    "controlsprint.cli.prepare",
 )
 
 EPILOG = """\
