@@ -41,34 +41,58 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 
-def _fixed(point: Point) -> tuple[int, int]:
-    return round(point[0] * _ONE), round(point[1] * _ONE)
+def as_point_array(points: Sequence[Point | None] | np.ndarray) -> np.ndarray:
+    """(n, 2) float pixel coordinates; a missing point (None) becomes a row of NaN."""
+    if isinstance(points, np.ndarray):
+        return points.reshape(-1, 2).astype(np.float64, copy=False)
+    return np.array(
+        [point if point is not None else (np.nan, np.nan) for point in points], np.float64
+    ).reshape(-1, 2)
+
+
+def _fixed_point(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points in cv2's fixed-point pixels, and which are present."""
+    present = ~np.isnan(points).any(axis=1)
+    return np.round(np.nan_to_num(points) * _ONE).astype(np.int32), present
 
 
 def draw_bones(
     canvas: np.ndarray,
-    points: Sequence[Point | None],
-    bones: Iterable[tuple[int, int]],
+    points: Sequence[Point | None] | np.ndarray,
+    bones: Iterable[tuple[int, int]] | np.ndarray,
     colours: Sequence[Colour],
     width: int,
 ) -> None:
     """Draw each bone (a, b) from points[a] to points[b] in colours[i]; bones with a missing end are skipped."""
     import cv2
 
-    for index, (start, end) in enumerate(bones):
-        if points[start] is None or points[end] is None:
-            continue
+    fixed, present = _fixed_point(as_point_array(points))
+    pairs = np.asarray(bones, dtype=np.intp).reshape(-1, 2)
+    drawn = np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]])
+    if len(colours) == 1:
+        # One colour (a face part): every segment in a single polylines call instead of one call each.
+        corners = fixed[pairs[drawn]]
+        if len(corners):
+            cv2.polylines(canvas, list(corners), False, colours[0], width, cv2.LINE_AA, _SHIFT)
+        return
+    corners = fixed.tolist()  # cv2 takes plain int pairs fastest
+    for index in drawn.tolist():
+        start, end = pairs[index]
         colour = colours[index % len(colours)]
-        cv2.line(canvas, _fixed(points[start]), _fixed(points[end]), colour, width, cv2.LINE_AA, _SHIFT)
+        cv2.line(canvas, corners[start], corners[end], colour, width, cv2.LINE_AA, _SHIFT)
 
 
 def draw_joints(
-    canvas: np.ndarray, points: Sequence[Point | None], colours: Sequence[Colour], radius: int
+    canvas: np.ndarray,
+    points: Sequence[Point | None] | np.ndarray,
+    colours: Sequence[Colour],
+    radius: int,
 ) -> None:
     """A filled dot at every present point, point i in colours[i] (cycled)."""
     import cv2
 
-    for index, point in enumerate(points):
-        if point is not None:
-            colour = colours[index % len(colours)]
-            cv2.circle(canvas, _fixed(point), radius * _ONE, colour, -1, cv2.LINE_AA, _SHIFT)
+    fixed, present = _fixed_point(as_point_array(points))
+    centres = fixed.tolist()
+    for index in np.flatnonzero(present).tolist():
+        colour = colours[index % len(colours)]
+        cv2.circle(canvas, centres[index], radius * _ONE, colour, -1, cv2.LINE_AA, _SHIFT)

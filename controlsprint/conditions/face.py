@@ -27,7 +27,6 @@ FACE_PARTS: tuple[tuple[str, tuple[int, int, int]], ...] = (
     ("FACEMESH_LEFT_IRIS", (64, 160, 255)),
     ("FACEMESH_RIGHT_IRIS", (255, 220, 0)),
 )
-IRIS_LANDMARKS = 478
 
 
 class FaceExtractor(MediaPipeExtractor):
@@ -37,6 +36,7 @@ class FaceExtractor(MediaPipeExtractor):
     def _build_graph(self) -> Any:
         import mediapipe as mp
 
+        self._parts = face_part_bones()
         return mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=self.options.max_faces,
@@ -54,19 +54,30 @@ class FaceExtractor(MediaPipeExtractor):
             {"landmarks": landmark_records(marks.landmark, size)}
             for marks in found.multi_face_landmarks or []
         ]
-        return ConditionResult(draw_faces(faces, size), landmarks=faces)
+        return ConditionResult(draw_faces(faces, size, self._parts), landmarks=faces)
 
 
-def draw_faces(faces: list[dict], size: tuple[int, int]) -> np.ndarray:
+def face_part_bones() -> tuple[tuple[np.ndarray, tuple[int, int, int]], ...]:
+    """(landmark index pairs as an (n, 2) array, colour) per face part, from MediaPipe's connection sets."""
     from mediapipe.python.solutions import face_mesh_connections
 
+    parts = []
+    for part, colour in FACE_PARTS:
+        pairs = np.array(sorted(getattr(face_mesh_connections, part)), dtype=np.intp)
+        pairs.setflags(write=False)
+        parts.append((pairs, colour))
+    return tuple(parts)
+
+
+def draw_faces(
+    faces: list[dict], size: tuple[int, int], parts: tuple[tuple[np.ndarray, tuple[int, int, int]], ...]
+) -> np.ndarray:
     canvas = black_canvas(size)
     width = stroke_width(size, per_pixels=256.0)
     for face in faces:
         points = pixel_points(face["landmarks"])
-        for part, colour in FACE_PARTS:
-            if "IRIS" in part and len(points) < IRIS_LANDMARKS:
+        for pairs, colour in parts:
+            if int(pairs.max()) >= len(points):  # the iris parts, without refine_landmarks
                 continue
-            connections = sorted(getattr(face_mesh_connections, part))
-            draw_bones(canvas, points, connections, (colour,), width)
+            draw_bones(canvas, points, pairs, (colour,), width)
     return canvas
