@@ -83,10 +83,12 @@ def test_start_step_equals_skipping(dataset_dir, monkeypatch):
     for _ in range(11):
         next(reference)
     expected = [next(reference) for _ in range(3)]
+    reference.close()
+    fresh = ShardedDataset(dataset_dir)  # its own instance: the reference's prefetch thread cannot count
     decoded: list[int] = []
-    original = ds.read_rows
-    monkeypatch.setattr(ds, "read_rows", lambda idx, cols: decoded.append(len(idx)) or original(idx, cols))
-    resumed = ds.batches(5, seed=2, resolution=32, condition="canny", start_step=11)
+    original = fresh.read_rows
+    monkeypatch.setattr(fresh, "read_rows", lambda idx, cols: decoded.append(len(idx)) or original(idx, cols))
+    resumed = fresh.batches(5, seed=2, resolution=32, condition="canny", start_step=11)
     got = [next(resumed) for _ in range(3)]
     # no skipped row is read: 3 consumed + 2 queued (prefetch) + 1 waiting to be queued
     assert decoded[0] == 5 and len(decoded) <= 3 + 2 + 1

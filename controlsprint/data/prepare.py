@@ -2,8 +2,8 @@
 
 Per input: `load_image` (orientation, alpha, bit depth normalised; bad files become rejects with the
 loader's one-line reason), the picture resized by the extractors' sizing rule (short side =
---resolution, sides rounded to multiples of 8) and stored as PNG, then every extractor on the full-size
-picture with the same `resolution`, so condition and picture line up pixel for pixel. Landmarks of the
+--resolution, sides rounded to multiples of 8) and stored as PNG, then every extractor on that stored
+picture, so condition and picture line up pixel for pixel. Landmarks of the
 hands/pose/face extractors go to the `landmarks` column (JSON: {condition: records}).
 
 Images where the hands extractor finds no hand: `--empty-hands blank` keeps them with a black hands
@@ -57,9 +57,13 @@ class PrepareWorker:
             item.data if isinstance(item.data, str) else bytes(item.data), max_pixels=self.max_pixels
         )
         size = condition_size(rgb.shape[0], rgb.shape[1], self.resolution)
+        picture = resize_rgb(rgb, size)
         conditions, landmarks = {}, {}
         for name in self.conditions:
-            result = self._extractor(name).extract(rgb, resolution=self.resolution)
+            # On the stored picture itself (its sides are multiples of 8, so no further resize): the
+            # condition is exactly what the extractor gives for the training image, and the picture
+            # is resized once instead of once per extractor.
+            result = self._extractor(name).extract(picture, resolution=None)
             if result.image.shape[:2] != size:
                 raise RuntimeError(f"{name} returned {result.image.shape[:2]}, expected {size}")
             if name == "hands" and not result.landmarks and self.empty_hands == "skip":
@@ -68,7 +72,7 @@ class PrepareWorker:
             if result.landmarks is not None:
                 landmarks[name] = result.landmarks
         return {
-            "image": encode_png(resize_rgb(rgb, size)),
+            "image": encode_png(picture),
             "conditions": conditions,
             "text": item.caption,
             "source": item.source,

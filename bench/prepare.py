@@ -1,0 +1,164 @@
+"""Benchmark `controlsprint prepare`: images/s with 1 and 2 workers vs a plain single-process loop.
+
+The plain loop is what one would write by hand: for each file, cv2.imread, resize (short side =
+resolution), cv2.Canny or MediaPipe Hands (on the resized picture) + MediaPipe's own drawing, and
+PNG-encode the picture and the condition (the same work `prepare` does per image, minus the dataset
+bookkeeping). OpenCV and MediaPipe keep their default threading in the plain loop. `prepare` runs end to
+end through the CLI's job (load_image, extractors, parquet shards, manifest, fsync), in a fresh output
+directory each time. Both include their start-up (model build; for 2 workers, spawning the processes),
+measured on the same inputs, alternately, several repeats; medians are reported.
+
+    python bench/prepare.py                  # 120 inputs made from the test photos, 3 repeats
+    python bench/prepare.py --count 240 --repeats 5 --conditions canny
+
+The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def find_photos() -> Path:
+    if env := os.environ.get("CONTROLSPRINT_TESTDATA"):
+        return Path(env)
+    for parent in REPO.parents:
+        if (parent / "shared" / "testdata" / "images").is_dir():
+            return parent / "shared" / "testdata" / "images"
+    raise SystemExit("test photos not found: set CONTROLSPRINT_TESTDATA")
+
+
+def make_inputs(photos: Path, count: int, folder: Path) -> list[Path]:
+    sources = sorted(p for p in photos.iterdir() if p.suffix.lower() in {".jpg", ".png"})
+    folder.mkdir(parents=True)
+    files = []
+    for index in range(count):
+        source = sources[index % len(sources)]
+        target = folder / f"{index:05d}_{source.name}"
+        shutil.copy(source, target)
+        files.append(target)
+    return files
+
+
+def plain_loop(files: list[Path], condition: str, resolution: int) -> float:
+    """The hand-written reference: cv2 / mediapipe called directly, one process."""
+    import cv2
+    import numpy as np
+
+    started = time.perf_counter()
+    if condition == "hands":
+        import mediapipe as mp
+
+        hands = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2)
+        styles, drawing = mp.solutions.drawing_styles, mp.solutions.drawing_utils
+    for path in files:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        height, width = bgr.shape[:2]
+        scale = resolution / min(height, width)
+        size = (round(width * scale / 8) * 8, round(height * scale / 8) * 8)
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        if condition == "canny":
+            result = cv2.Canny(small, 100, 200)
+        else:
+            found = hands.process(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))  # as prepare: on the stored size
+            result = np.zeros_like(small)
+            for marks in found.multi_hand_landmarks or []:
+                drawing.draw_landmarks(
+                    result,
+                    marks,
+                    mp.solutions.hands.HAND_CONNECTIONS,
+                    styles.get_default_hand_landmarks_style(),
+                    styles.get_default_hand_connections_style(),
+                )
+        cv2.imencode(".png", small)
+        cv2.imencode(".png", result)
+    if condition == "hands":
+        hands.close()
+    return time.perf_counter() - started
+
+
+def ours(folder: Path, condition: str, workers: int, resolution: int, out: Path) -> float:
+    from controlsprint.data.pipeline import run_job
+    from controlsprint.data.prepare import make_prepare_job, open_source
+
+    started = time.perf_counter()
+    source = open_source(
+        images=str(folder), dataset=None, captions=None, caption_column=None, image_column="image"
+    )
+    job = make_prepare_job(
+        out,
+        source,
+        conditions=(condition,),
+        options={},
+        resolution=resolution,
+        max_pixels=None,
+        empty_hands="blank",
+        shard_size=64,
+    )
+    summary = run_job(job, workers=workers, progress=False)
+    assert summary["rows"] == len(source.files), summary
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=120, help="inputs (copies of the test photos)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--conditions", default="canny,hands")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = make_inputs(find_photos(), args.count, Path(tmp) / "in")
+        results: dict = {"count": args.count, "resolution": args.resolution, "cpus": os.cpu_count()}
+        for condition in args.conditions.split(","):
+            times: dict[str, list[float]] = {"plain": [], "workers_1": [], "workers_2": []}
+            for repeat in range(args.repeats):
+                # rotate the order so no variant always runs first (caches, thermal state)
+                order = ["plain", "workers_1", "workers_2"][repeat % 3 :] + [
+                    "plain",
+                    "workers_1",
+                    "workers_2",
+                ][: repeat % 3]
+                for variant in order:
+                    out = Path(tmp) / f"out_{condition}_{variant}_{repeat}"
+                    if variant == "plain":
+                        seconds = plain_loop(files, condition, args.resolution)
+                    else:
+                        seconds = ours(Path(tmp) / "in", condition, int(variant[-1]), args.resolution, out)
+                    times[variant].append(seconds)
+                    shutil.rmtree(out, ignore_errors=True)
+                    print(
+                        f"{condition:6s} {variant:10s} repeat {repeat}: {args.count / seconds:7.1f} images/s",
+                        flush=True,
+                    )
+            rates = {k: args.count / statistics.median(v) for k, v in times.items()}
+            results[condition] = {
+                **{f"{k}_images_per_s": round(v, 2) for k, v in rates.items()},
+                "workers_1_vs_plain": round(rates["workers_1"] / rates["plain"], 3),
+                "workers_2_vs_plain": round(rates["workers_2"] / rates["plain"], 3),
+                "seconds": {k: [round(s, 3) for s in v] for k, v in times.items()},
+            }
+            print(
+                f"{condition}: plain {rates['plain']:.1f}/s, 1 worker {rates['workers_1']:.1f}/s "
+                f"({results[condition]['workers_1_vs_plain']:.2f}x), 2 workers {rates['workers_2']:.1f}/s "
+                f"({results[condition]['workers_2_vs_plain']:.2f}x)  [medians of {args.repeats}]"
+            )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
