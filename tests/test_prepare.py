@@ -258,3 +258,29 @@ def test_all_rejected_is_an_error_but_keeps_the_log(cli, tmp_path):
     )
     assert code == 2 and "all 1 inputs were rejected" in err
     assert json.loads((tmp_path / "out" / "rejects.jsonl").read_text())["source"] == "a.jpg"
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(cli, photos, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for copy in range(6):
+        for name in PHOTOS:
+            shutil.copy(photos / name, src / f"{copy}_{name}")
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlsprint", *_prepare_args(src, out, 2)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "manifest.json").exists() and json.loads((out / "manifest.json").read_text())["shards"]:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends to the whole foreground group
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "run the same command with --resume to continue" in stderr and "Traceback" not in stderr
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
+    code, stdout, err = cli(*_prepare_args(src, out, 1), "--resume")
+    assert code == 0, err
+    assert len(_rows(out)) == 36

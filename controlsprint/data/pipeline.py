@@ -194,6 +194,8 @@ def _chunks(job: Job, shards: list[int]):
 
 def run_job(job: Job, *, workers: int = 1, resume: bool = False, progress: bool = True) -> dict:
     """Run (or continue) `job`; returns a summary: rows, rejected, shards, seconds, inputs_per_second."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from tqdm import tqdm
 
     if workers < 1:
@@ -250,6 +252,11 @@ def run_job(job: Job, *, workers: int = 1, resume: bool = False, progress: bool 
                     bar.set_postfix(rejected=manifest["num_rejected"], refresh=False)
                 rows, rejects = [], []
         cancel = False
+    except BrokenProcessPool as err:
+        raise UserError(
+            f"a worker process died ({err}; out of memory?): {len(manifest['shards'])} of {num_shards} shards "
+            f"are safe in {job.out_dir}; run the same command with --resume to continue"
+        ) from None
     except KeyboardInterrupt:
         print(
             f"interrupted: {len(manifest['shards'])} of {num_shards} shards are safe in {job.out_dir}; "
