@@ -23,6 +23,18 @@ def _find_testdata() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Compiled programs are shared between tests (and test processes) through a private cache dir."""
+    from controlsprint.runtime import enable_compilation_cache
+
+    directory = os.environ.get("CONTROLSPRINT_TEST_COMPILATION_CACHE") or str(
+        tmp_path_factory.mktemp("xla-cache")
+    )
+    os.environ["CONTROLSPRINT_COMPILATION_CACHE"] = directory  # subprocesses started by tests share it
+    enable_compilation_cache(directory)
+
+
 @pytest.fixture(scope="session")
 def photos() -> Path:
     """Directory of the real test photos (see its NOTICE.md); set CONTROLSPRINT_TESTDATA to move it."""

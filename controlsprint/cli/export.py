@@ -1,0 +1,42 @@
+"""`controlsprint export`: a ControlNet or pipeline as PyTorch-diffusers and/or Flax folders."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "export a ControlNet or pipeline to PyTorch-diffusers / Flax folders with a model card"
+DESCRIPTION = """\
+Write CKPT (a ControlNet folder, a pipeline folder with model_index.json, or a training run's export)
+as a folder that diffusers loads (`--format pytorch`: diffusion_pytorch_model.safetensors + config.json),
+in controlsprint's Flax layout (`--format flax`: flax_model.safetensors), or both; plus a README.md
+model card with Hugging Face metadata (base_model, tags).
+
+examples:
+  controlsprint export runs/canny/export/controlnet --out hub/controlnet-canny --format both
+  controlsprint export my-sd-folder --out my-sd-pytorch --format pytorch --base-model my-org/my-sd"""
+USES_JAX = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CKPT", help="ControlNet or pipeline folder to export")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="destination folder (must be new or empty)"
+    )
+    parser.add_argument(
+        "--format", dest="fmt", default="pytorch", choices=("pytorch", "flax", "both"), help="weights layout"
+    )
+    parser.add_argument(
+        "--base-model", metavar="REPO", help="base_model for the model card (default: from CKPT)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from controlsprint.models.export import export
+
+    out = export(
+        args.checkpoint, args.out, fmt=args.fmt, base_model=args.base_model, overwrite=args.overwrite
+    )
+    print(f"exported {args.checkpoint} -> {out} ({args.fmt})")
+    return 0

@@ -1,0 +1,133 @@
+"""Export a ControlNet or a whole pipeline as PyTorch-diffusers and/or Flax folders, with a model card.
+
+The PyTorch folder is what `diffusers.ControlNetModel.from_pretrained(dir)` (or
+`StableDiffusionPipeline.from_pretrained(dir)`) loads; the Flax folder is our own safetensors layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controlsprint.errors import UserError
+from controlsprint.models.io import load_component
+from controlsprint.models.pipeline import META_FILE, load_pipeline, read_meta, save_component, save_pipeline
+
+FORMATS = ("pytorch", "flax", "both")
+
+
+def _formats(fmt: str) -> tuple[str, ...]:
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    return ("pytorch", "flax") if fmt == "both" else (fmt,)
+
+
+def model_card(*, kind: str, name: str, meta: Mapping[str, Any]) -> str:
+    """README.md with the YAML front matter the Hugging Face Hub reads (base_model, tags, library)."""
+    condition = meta.get("condition")
+    tags = ["controlsprint", "jax", "flax", "stable-diffusion", "diffusers", "text-to-image"]
+    if kind == "controlnet":
+        tags += ["controlnet"] + ([f"controlnet-{condition}"] if condition else [])
+    front = {
+        "license": meta.get("license", "apache-2.0"),
+        "library_name": "diffusers",
+        "base_model": meta.get("base_model", "unknown"),
+        "tags": tags,
+        "inference": True,
+    }
+    yaml_lines = ["---"]
+    for key, value in front.items():
+        if isinstance(value, list):
+            yaml_lines.append(f"{key}:")
+            yaml_lines.extend(f"- {v}" for v in value)
+        else:
+            yaml_lines.append(f"{key}: {json.dumps(value) if isinstance(value, str) else str(value).lower()}")
+    yaml_lines.append("---")
+    what = f"ControlNet ({condition})" if kind == "controlnet" and condition else kind.replace("_", " ")
+    body = [
+        f"# {name}: {what}",
+        "",
+        "Trained and exported with [controlsprint](https://github.com/controlsprint/controlsprint).",
+        "",
+        "## Use with diffusers (PyTorch)",
+        "",
+        "```python",
+    ]
+    if kind == "controlnet":
+        body += [
+            "from diffusers import ControlNetModel, StableDiffusionControlNetPipeline",
+            'controlnet = ControlNetModel.from_pretrained("path/to/this/folder")',
+            f'pipe = StableDiffusionControlNetPipeline.from_pretrained("{front["base_model"]}", controlnet=controlnet)',
+        ]
+    else:
+        body += [
+            "from diffusers import StableDiffusionPipeline",
+            'pipe = StableDiffusionPipeline.from_pretrained("path")',
+        ]
+    body += ["```", "", "## Use with controlsprint (JAX)", "", "```bash"]
+    if kind == "controlnet":
+        body.append(f"controlsprint generate --controlnet {condition or 'NAME'}=path/to/this/folder ...")
+    else:
+        body.append("controlsprint generate --model path/to/this/folder ...")
+    body += ["```", ""]
+    if training := meta.get("training"):
+        body += ["## Training", "", "```json", json.dumps(training, indent=2), "```", ""]
+    if metrics := meta.get("eval"):
+        body += ["## Evaluation", "", "```json", json.dumps(metrics, indent=2), "```", ""]
+    return "\n".join(yaml_lines + [""] + body)
+
+
+def export(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    fmt: str = "pytorch",
+    base_model: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    formats = _formats(fmt)
+    if not checkpoint.exists():
+        raise UserError(f"checkpoint {checkpoint} does not exist")
+    if out.resolve() == checkpoint.resolve():
+        raise UserError(f"--out {out} is the checkpoint itself; choose a new folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+    meta = read_meta(checkpoint)
+    if base_model:
+        meta["base_model"] = base_model
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    if (checkpoint / "model_index.json").is_file():
+        pipe = load_pipeline(checkpoint)
+        for f in formats:
+            save_pipeline(staging, pipe, fmt=f)
+        kind, name = "pipeline", checkpoint.name
+    elif (checkpoint / "config.json").is_file():
+        data = json.loads((checkpoint / "config.json").read_text())
+        kind = {"ControlNetModel": "controlnet", "UNet2DConditionModel": "unet", "AutoencoderKL": "vae"}.get(
+            data.get("_class_name"),
+            "text_encoder" if "CLIPTextModel" in data.get("architectures", []) else None,
+        )
+        if kind is None:
+            raise UserError(f"{checkpoint}/config.json: not a model controlsprint can export")
+        component = load_component(checkpoint, kind)
+        for f in formats:
+            save_component(staging, component.config, component.params, fmt=f)
+        if meta:
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        name = checkpoint.name
+    else:
+        raise UserError(
+            f"{checkpoint}: neither a pipeline folder (model_index.json) nor a model (config.json)"
+        )
+    (staging / "README.md").write_text(model_card(kind=kind, name=name, meta=meta))
+    # Replace the destination only once everything is written.
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    staging.rename(out)
+    return out

@@ -1,0 +1,67 @@
+"""Tiny reference models built with diffusers/transformers (PyTorch) for parity and loading tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from controlsprint.models.configs import TINY_CONTROLNET, TINY_TEXT, TINY_UNET, TINY_VAE, config_to_json
+
+
+def _kwargs(cfg) -> dict:
+    data = config_to_json(cfg, "x")
+    return {
+        k: v for k, v in data.items() if not k.startswith("_") and k not in ("architectures", "model_type")
+    }
+
+
+def torch_unet(seed: int = 0):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(**_kwargs(TINY_UNET)).eval()
+
+
+def torch_controlnet(seed: int = 1, *, perturb_zero_convs: bool = True):
+    """A ControlNet whose zero convs are made non-zero, so its residuals actually test something."""
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    model = ControlNetModel(**_kwargs(TINY_CONTROLNET)).eval()
+    if perturb_zero_convs:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def torch_vae(seed: int = 2):
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(**_kwargs(TINY_VAE)).eval()
+
+
+def torch_text_encoder(seed: int = 3):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    return CLIPTextModel(CLIPTextConfig(**_kwargs(TINY_TEXT))).eval()
+
+
+def save_torch(model, folder: Path) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def nchw(a) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 3, 1, 2)))
+
+
+def nhwc(a) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 2, 3, 1)))
