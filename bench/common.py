@@ -1,0 +1,50 @@
+"""Shared helpers for the benchmarks: alternate timing, medians, machine facts, the final JSON line."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CPU_PEAK_GFLOPS = 200.0  # fp32 matmul peak measured on the 2-core dev machine (jax and numpy agree)
+
+
+def alternate(
+    runs: Mapping[str, Callable[[], object]], repeats: int, *, verbose: bool = True
+) -> dict[str, float]:
+    """Run each callable `repeats` times, interleaved (A B A B ...), flipping the order every round so
+    neither side always runs on a warmer machine; returns the median seconds of each."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+            if verbose:
+                print(f"  round {round_ + 1}/{repeats} {name}: {times[name][-1]:.3f} s", flush=True)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def machine() -> dict[str, object]:
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def emit(record: Mapping[str, object]) -> None:
+    """The one JSON line every benchmark ends with."""
+    print(json.dumps({**record, **machine()}, sort_keys=False), flush=True)
