@@ -79,6 +79,16 @@ def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
 
 
+def _is_plain_rgb(image: np.ndarray) -> bool:
+    return (
+        image.ndim == 3
+        and image.shape[2] == 3
+        and image.dtype == np.uint8
+        and image.flags.c_contiguous
+        and image.size > 0
+    )
+
+
 class Extractor:
     """Base of every extractor: `ext(image, resolution=...)` and `ext.extract(...)`.
 
@@ -115,6 +125,8 @@ class Extractor:
         from controlsprint.imageio import DEFAULT_MAX_PIXELS, array_to_rgb, load_image
 
         if isinstance(image, np.ndarray):
+            if _is_plain_rgb(image):
+                return image  # the common case: nothing to check, nothing to format
             return array_to_rgb(image, f"{image.shape} {image.dtype} array")
         # Pixels already in memory cannot be a decompression bomb; paths and bytes still get the limit.
         in_memory = type(image).__module__.startswith("PIL.")

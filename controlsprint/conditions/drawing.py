@@ -50,10 +50,22 @@ def as_point_array(points: Sequence[Point | None] | np.ndarray) -> np.ndarray:
     ).reshape(-1, 2)
 
 
-def _fixed_point(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points in cv2's fixed-point pixels, and which are present."""
-    present = ~np.isnan(points).any(axis=1)
-    return np.round(np.nan_to_num(points) * _ONE).astype(np.int32), present
+def fixed_points(points: Sequence[Point | None] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points in cv2's fixed-point pixels ((n, 2) int32) and a mask of the present ones."""
+    coordinates = as_point_array(points)
+    present = ~np.isnan(coordinates).any(axis=1)
+    return np.round(np.nan_to_num(coordinates) * _ONE).astype(np.int32), present
+
+
+def draw_segments(
+    canvas: np.ndarray, fixed: np.ndarray, present: np.ndarray, pairs: np.ndarray, colour: Colour, width: int
+) -> None:
+    """All segments (a, b) of `pairs` between present points in one colour, with one cv2 call."""
+    import cv2
+
+    kept = pairs[present[pairs[:, 0]] & present[pairs[:, 1]]]
+    if len(kept):
+        cv2.polylines(canvas, list(fixed[kept]), False, colour, width, cv2.LINE_AA, _SHIFT)
 
 
 def draw_bones(
@@ -66,17 +78,13 @@ def draw_bones(
     """Draw each bone (a, b) from points[a] to points[b] in colours[i]; bones with a missing end are skipped."""
     import cv2
 
-    fixed, present = _fixed_point(as_point_array(points))
+    fixed, present = fixed_points(points)
     pairs = np.asarray(bones, dtype=np.intp).reshape(-1, 2)
-    drawn = np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]])
     if len(colours) == 1:
-        # One colour (a face part): every segment in a single polylines call instead of one call each.
-        corners = fixed[pairs[drawn]]
-        if len(corners):
-            cv2.polylines(canvas, list(corners), False, colours[0], width, cv2.LINE_AA, _SHIFT)
+        draw_segments(canvas, fixed, present, pairs, colours[0], width)
         return
     corners = fixed.tolist()  # cv2 takes plain int pairs fastest
-    for index in drawn.tolist():
+    for index in np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]]).tolist():
         start, end = pairs[index]
         colour = colours[index % len(colours)]
         cv2.line(canvas, corners[start], corners[end], colour, width, cv2.LINE_AA, _SHIFT)
@@ -91,7 +99,7 @@ def draw_joints(
     """A filled dot at every present point, point i in colours[i] (cycled)."""
     import cv2
 
-    fixed, present = _fixed_point(as_point_array(points))
+    fixed, present = fixed_points(points)
     centres = fixed.tolist()
     for index in np.flatnonzero(present).tolist():
         colour = colours[index % len(colours)]

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from controlsprint.conditions.base import ConditionResult
-from controlsprint.conditions.drawing import black_canvas, draw_bones, stroke_width
-from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records, pixel_points
+from controlsprint.conditions.drawing import black_canvas, draw_segments, fixed_points, stroke_width
+from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
 from controlsprint.conditions.options import FaceOptions
 
 # (name of the connection set in mediapipe's face_mesh_connections, colour), drawn in this order.
@@ -50,11 +50,12 @@ class FaceExtractor(MediaPipeExtractor):
 
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
-        faces = [
-            {"landmarks": landmark_records(marks.landmark, size)}
-            for marks in found.multi_face_landmarks or []
-        ]
-        return ConditionResult(draw_faces(faces, size, self._parts), landmarks=faces)
+        faces, points = [], []
+        for marks in found.multi_face_landmarks or []:
+            records, pixels = landmark_records(marks.landmark, size)
+            faces.append({"landmarks": records})
+            points.append(pixels)
+        return ConditionResult(draw_faces(points, size, self._parts), landmarks=faces)
 
 
 def face_part_bones() -> tuple[tuple[np.ndarray, tuple[int, int, int]], ...]:
@@ -70,14 +71,14 @@ def face_part_bones() -> tuple[tuple[np.ndarray, tuple[int, int, int]], ...]:
 
 
 def draw_faces(
-    faces: list[dict], size: tuple[int, int], parts: tuple[tuple[np.ndarray, tuple[int, int, int]], ...]
+    faces: list[np.ndarray], size: tuple[int, int], parts: tuple[tuple[np.ndarray, tuple[int, int, int]], ...]
 ) -> np.ndarray:
+    """Face contours of faces given as (468 or 478, 2) pixel coordinates each."""
     canvas = black_canvas(size)
     width = stroke_width(size, per_pixels=256.0)
-    for face in faces:
-        points = pixel_points(face["landmarks"])
+    for points in faces:
+        fixed, present = fixed_points(points)  # once per face, shared by its parts
         for pairs, colour in parts:
-            if int(pairs.max()) >= len(points):  # the iris parts, without refine_landmarks
-                continue
-            draw_bones(canvas, points, pairs, (colour,), width)
+            if int(pairs.max()) < len(points):  # skips the iris parts without refine_landmarks
+                draw_segments(canvas, fixed, present, pairs, colour, width)
     return canvas

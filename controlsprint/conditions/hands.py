@@ -23,7 +23,7 @@ from controlsprint.conditions.drawing import (
     hue_sweep,
     stroke_width,
 )
-from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records, pixel_points
+from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
 from controlsprint.conditions.options import HandsOptions
 
 # Wrist is landmark 0; finger f (thumb .. pinky) is landmarks 4f+1 .. 4f+4, base to tip.
@@ -58,26 +58,28 @@ class HandsExtractor(MediaPipeExtractor):
 
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
-        hands = []
+        hands, points = [], []
         for marks, handedness in zip(
             found.multi_hand_landmarks or [], found.multi_handedness or [], strict=True
         ):
             label = handedness.classification[0].label
+            records, pixels = landmark_records(marks.landmark, size, self._names)
             hands.append(
                 {
                     "handedness": label if self.options.mirrored else _SWAP.get(label, label),
                     "score": round(float(handedness.classification[0].score), 4),
-                    "landmarks": landmark_records(marks.landmark, size, self._names),
+                    "landmarks": records,
                 }
             )
-        return ConditionResult(draw_hands(hands, size), landmarks=hands)
+            points.append(pixels)
+        return ConditionResult(draw_hands(points, size), landmarks=hands)
 
 
-def draw_hands(hands: list[dict], size: tuple[int, int]) -> np.ndarray:
+def draw_hands(hands: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """The skeletons of hands given as (21, 2) pixel coordinates each."""
     canvas = black_canvas(size)
     width = stroke_width(size)
-    for hand in hands:
-        points = pixel_points(hand["landmarks"])
+    for points in hands:
         draw_bones(canvas, points, HAND_BONES, BONE_COLOURS, width)
         draw_joints(canvas, points, JOINT_COLOUR, width + 1)
     return canvas

@@ -26,29 +26,24 @@ def landmark_records(
     size: tuple[int, int],
     names: Sequence[str] | None = None,
     with_visibility: bool = False,
-) -> list[dict]:
+) -> tuple[list[dict], np.ndarray]:
+    """JSON-ready records of MediaPipe landmarks, and their (n, 2) pixel coordinates for drawing."""
     height, width = size
-    # Rounded in one numpy pass: a face has 478 landmarks, and per-value Python rounding was a
+    # Gathered and rounded in numpy: a face has 478 landmarks, and per-value Python work was a
     # measurable share of the face extractor's time (see bench/extract.py).
-    fields = ("x", "y", "z", "visibility") if with_visibility else ("x", "y", "z")
-    values = np.array([[getattr(mark, field) for field in fields] for mark in landmarks], dtype=np.float64)
-    values = values.reshape(len(landmarks), len(fields))
-    normalised = (np.round(values[:, :3], 5) + 0.0).tolist()  # + 0.0 turns -0.0 into 0.0 in the JSON
-    pixels = (np.round(values[:, :2] * (width, height), 2) + 0.0).tolist()
-    visibility = (np.round(values[:, 3], 4) + 0.0).tolist() if with_visibility else None
-    records = []
-    for index, ((x, y, z), (px, py)) in enumerate(zip(normalised, pixels, strict=True)):
-        record = {"name": names[index]} if names is not None else {}
-        record.update(x=x, y=y, z=z, px=px, py=py)
-        if visibility is not None:
-            record["visibility"] = visibility[index]
-        records.append(record)
-    return records
-
-
-def pixel_points(records: Sequence[dict]) -> np.ndarray:
-    """(n, 2) pixel coordinates of landmark records, for drawing."""
-    return np.array([(record["px"], record["py"]) for record in records], dtype=np.float64).reshape(-1, 2)
+    if with_visibility:
+        values = np.array([(m.x, m.y, m.z, m.visibility) for m in landmarks], dtype=np.float64).reshape(-1, 4)
+    else:
+        values = np.array([(m.x, m.y, m.z) for m in landmarks], dtype=np.float64).reshape(-1, 3)
+    pixels = np.round(values[:, :2] * (width, height), 2) + 0.0  # + 0.0 turns -0.0 into 0.0 in the JSON
+    rows = np.concatenate([np.round(values[:, :3], 5) + 0.0, pixels], axis=1).tolist()
+    records = [{"x": x, "y": y, "z": z, "px": px, "py": py} for x, y, z, px, py in rows]
+    if with_visibility:
+        for record, visibility in zip(records, (np.round(values[:, 3], 4) + 0.0).tolist(), strict=True):
+            record["visibility"] = visibility
+    if names is not None:
+        records = [{"name": name, **record} for name, record in zip(names, records, strict=True)]
+    return records, pixels
 
 
 class MediaPipeExtractor(Extractor):
@@ -71,14 +66,20 @@ class MediaPipeExtractor(Extractor):
     def _detected(found: Any) -> bool:
         raise NotImplementedError
 
+    def graph(self) -> Any:
+        """The MediaPipe solution object (built on first use), for callers who want raw `.process` results."""
+        if self._graph is None:
+            with quiet_native_stderr():
+                self._graph = self._build_graph()
+            self._settled = False  # a new graph logs again on its first detection
+        return self._graph
+
     def _process(self, rgb: np.ndarray) -> Any:
-        if self._settled and self._graph is not None:
-            return self._graph.process(rgb)
+        if self._settled:
+            return self.graph().process(rgb)
         # Start-up and the first detection print C++ log chatter once; keep it off the user's screen.
         with quiet_native_stderr():
-            if self._graph is None:
-                self._graph = self._build_graph()
-            found = self._graph.process(rgb)
+            found = self.graph().process(rgb)
         self._settled = self._detected(found)
         return found
 

@@ -81,7 +81,7 @@ class PoseExtractor(MediaPipeExtractor):
         found = self._process(rgb)
         if found.pose_landmarks is None:
             return ConditionResult(black_canvas(size), landmarks=[])
-        records = landmark_records(found.pose_landmarks.landmark, size, self._names, with_visibility=True)
+        records, _ = landmark_records(found.pose_landmarks.landmark, size, self._names, with_visibility=True)
         people = [{"landmarks": records}]
         return ConditionResult(
             draw_openpose_body(records, size, self.options.min_visibility), landmarks=people
