@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from controlsprint.errors import UserError
+from controlsprint.imagelimits import DEFAULT_MAX_PIXELS  # re-exported: the public name lives here too
 
 if TYPE_CHECKING:
     from PIL import Image
 
-# 8192 x 8192. Far above any ControlNet training image, far below what exhausts memory when decoded
-# (a 64 MP RGB image is 192 MiB as uint8; Pillow's own bomb guard only errors at ~179 MP).
-DEFAULT_MAX_PIXELS = 8192 * 8192
+__all__ = ["DEFAULT_MAX_PIXELS", "array_to_rgb", "load_image", "save_png"]
+
 
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}

@@ -15,6 +15,7 @@ from typing import Any
 from controlsprint.conditions import EXTRACTORS
 from controlsprint.conditions.options import OPTIONS, SAM_MODEL_ENV, option_types
 from controlsprint.errors import UserError
+from controlsprint.imagelimits import DEFAULT_MAX_PIXELS
 
 NAME = "extract"
 HELP = "extract conditions (canny, segment, hands, pose, face, gray) from images"
@@ -55,8 +56,6 @@ def _flag(name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from controlsprint.imageio import DEFAULT_MAX_PIXELS
-
     parser.add_argument("name", metavar="NAME", help=f"extractor, or comma list: {', '.join(EXTRACTORS)}")
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or directories of images")
     parser.add_argument("--out", metavar="DIR", required=True, help="output directory (created if missing)")
