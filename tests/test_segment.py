@@ -158,7 +158,8 @@ LOOSE = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_region": 0.
 
 def test_sam_backend_runs_from_a_local_folder(tiny_sam, photos):
     photo = load_image(photos / "cat.jpg")
-    extractor = get_extractor("segment", sam_model=str(tiny_sam), points_per_side=4, **LOOSE)
+    extractor = get_extractor("segment", sam_model=tiny_sam, points_per_side=4, **LOOSE)  # a Path works too
+    assert extractor.options.sam_model == str(tiny_sam)
     result = extractor.extract(photo, resolution=128)
     assert result.notice.startswith("segment: SAM backend") and str(tiny_sam) in result.notice
     assert result.image.shape == (128, 208, 3) and result.image.dtype == np.uint8

@@ -10,13 +10,14 @@ The image is resized (never cropped), area-averaged when shrinking and bicubic w
 
 from __future__ import annotations
 
+import abc
 import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from controlsprint.conditions.options import NoOptions, build_options
+from controlsprint.conditions.options import OPTIONS, build_options
 from controlsprint.errors import UserError
 
 SIZE_MULTIPLE = 8
@@ -89,21 +90,20 @@ def _is_plain_rgb(image: np.ndarray) -> bool:
     )
 
 
-class Extractor:
+class Extractor(abc.ABC):
     """Base of every extractor: `ext(image, resolution=...)` and `ext.extract(...)`.
 
-    Subclasses set `name` and `Options`, and implement `_extract(rgb, size) -> ConditionResult`, where
+    Subclasses set `name` (their options type is `OPTIONS[name]`, see options.py) and implement `_extract(rgb, size) -> ConditionResult`, where
     `rgb` is the normalised input and `size` the (height, width) of the condition to return. Heavy
     models are loaded on first use into attributes listed in `_lazy_attributes`; pickling drops them
     so an extractor can be sent to a worker process and load its own there.
     """
 
     name: ClassVar[str]
-    Options: ClassVar[type] = NoOptions
     _lazy_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any):
-        self.options = build_options(self.Options, options, self.name)
+        self.options = build_options(OPTIONS[self.name], options, self.name)
         for attribute in self._lazy_attributes:
             setattr(self, attribute, None)
 
@@ -117,8 +117,9 @@ class Extractor:
         rgb = self._normalise(image)
         return self._extract(rgb, condition_size(rgb.shape[0], rgb.shape[1], resolution))
 
+    @abc.abstractmethod
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
-        raise NotImplementedError
+        """The condition (and landmarks) of normalised `rgb`, drawn at `size` = (height, width)."""
 
     @staticmethod
     def _normalise(image: Any) -> np.ndarray:

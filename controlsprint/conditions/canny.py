@@ -12,7 +12,6 @@ from controlsprint.conditions.base import (
     resize_labels,
     resize_rgb,
 )
-from controlsprint.conditions.options import CannyOptions
 
 
 class CannyExtractor(Extractor):
@@ -23,7 +22,6 @@ class CannyExtractor(Extractor):
     """
 
     name = "canny"
-    Options = CannyOptions
 
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         import cv2

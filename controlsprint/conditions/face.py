@@ -14,7 +14,6 @@ import numpy as np
 from controlsprint.conditions.base import ConditionResult
 from controlsprint.conditions.drawing import black_canvas, draw_segments, fixed_points, stroke_width
 from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
-from controlsprint.conditions.options import FaceOptions
 
 # (name of the connection set in mediapipe's face_mesh_connections, colour), drawn in this order.
 FACE_PARTS: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -31,7 +30,6 @@ FACE_PARTS: tuple[tuple[str, tuple[int, int, int]], ...] = (
 
 class FaceExtractor(MediaPipeExtractor):
     name = "face"
-    Options = FaceOptions
 
     def _build_graph(self) -> Any:
         import mediapipe as mp

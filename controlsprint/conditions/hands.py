@@ -24,7 +24,6 @@ from controlsprint.conditions.drawing import (
     stroke_width,
 )
 from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
-from controlsprint.conditions.options import HandsOptions
 
 # Wrist is landmark 0; finger f (thumb .. pinky) is landmarks 4f+1 .. 4f+4, base to tip.
 HAND_BONES: tuple[tuple[int, int], ...] = tuple(
@@ -39,7 +38,6 @@ _SWAP = {"Left": "Right", "Right": "Left"}
 
 class HandsExtractor(MediaPipeExtractor):
     name = "hands"
-    Options = HandsOptions
 
     def _build_graph(self) -> Any:
         import mediapipe as mp

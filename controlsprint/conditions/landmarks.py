@@ -10,6 +10,7 @@ Values are rounded (5 decimals normalised, 2 in pixels) to keep the JSON small a
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import sys
@@ -59,12 +60,14 @@ class MediaPipeExtractor(Extractor):
         super().__init__(**options)
         self._settled = False  # whether the graph has started up and produced a first detection
 
+    @abc.abstractmethod
     def _build_graph(self) -> Any:
-        raise NotImplementedError
+        """A new MediaPipe solution object configured from `self.options`."""
 
     @staticmethod
+    @abc.abstractmethod
     def _detected(found: Any) -> bool:
-        raise NotImplementedError
+        """Whether a `.process` result holds at least one detection."""
 
     def graph(self) -> Any:
         """The MediaPipe solution object (built on first use), for callers who want raw `.process` results."""

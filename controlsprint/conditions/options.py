@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -123,7 +124,7 @@ class CannyOptions:
 
 @dataclass(frozen=True)
 class SegmentOptions:
-    sam_model: str | None = option(
+    sam_model: str | os.PathLike | None = option(
         None,
         f"local transformers SAM folder (safetensors); default: ${SAM_MODEL_ENV}, else the classical backend",
     )
@@ -145,6 +146,8 @@ class SegmentOptions:
     nms_thresh: float = option(0.7, "SAM: box IoU above which the lower-scored of two masks is dropped")
 
     def __post_init__(self):
+        if self.sam_model is not None:  # a Path from Python code becomes the plain string the CLI gives
+            object.__setattr__(self, "sam_model", os.fspath(self.sam_model))
         check_range("segment", "detect_resolution", self.detect_resolution, 8)
         check_range("segment", "min_region", self.min_region, 0.0, 1.0)
         check_range("segment", "scale", self.scale, 0.0)

@@ -23,7 +23,6 @@ from controlsprint.conditions.drawing import (
     stroke_width,
 )
 from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
-from controlsprint.conditions.options import PoseOptions
 
 # OpenPose body keypoints (COCO order) as MediaPipe landmark indices; "neck" has no MediaPipe landmark.
 OPENPOSE_FROM_MEDIAPIPE: tuple[int | str, ...] = (
@@ -58,7 +57,6 @@ _LEFT_SHOULDER, _RIGHT_SHOULDER = 11, 12
 
 class PoseExtractor(MediaPipeExtractor):
     name = "pose"
-    Options = PoseOptions
 
     def _build_graph(self) -> Any:
         import mediapipe as mp

@@ -22,7 +22,7 @@ from controlsprint.conditions.base import (
     resize_labels,
     resize_rgb,
 )
-from controlsprint.conditions.options import SAM_MODEL_ENV, SegmentOptions
+from controlsprint.conditions.options import SAM_MODEL_ENV
 from controlsprint.conditions.palette import colour_ranked, masks_to_ranked_labels, rank_regions
 
 
@@ -30,7 +30,6 @@ class SegmentExtractor(Extractor):
     """Colour map of automatic segments; SAM from a local folder, else the classical segmenter."""
 
     name = "segment"
-    Options = SegmentOptions
     _lazy_attributes = ("_sam",)
 
     def __init__(self, **options):
