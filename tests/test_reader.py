@@ -153,3 +153,25 @@ def test_errors_name_the_input(tmp_path, dataset_dir):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="is incomplete .*--resume"):
         ShardedDataset(broken)
+
+
+def test_concurrent_streams_of_one_dataset_agree_with_sequential_ones(dataset_dir):
+    import threading
+
+    ds = ShardedDataset(dataset_dir)
+
+    def texts(seed: int, out: dict) -> None:
+        stream = ds.batches(4, seed=seed, resolution=16)
+        out[seed] = [t for _ in range(20) for t in next(stream)["text"]]
+        stream.close()
+
+    sequential: dict = {}
+    for seed in range(4):
+        texts(seed, sequential)
+    concurrent: dict = {}
+    threads = [threading.Thread(target=texts, args=(seed, concurrent)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert concurrent == sequential

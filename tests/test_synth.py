@@ -163,11 +163,11 @@ def test_hands_landmarks_lie_on_the_hand_and_handedness_is_consistent():
 
 def test_hands_condition_is_the_extractor_drawing_of_the_true_skeleton():
     from controlsprint.conditions.hands import draw_hands
-    from controlsprint.data.synth.job import ground_truth_conditions
+    from controlsprint.data.synth.job import ground_truth_conditions, hand_points
 
     scene = render_scene("hands", row_seed(0, 1), 128)
     conditions = ground_truth_conditions(scene, ("hands", "segment", "gray"), {})
-    assert np.array_equal(conditions["hands"], draw_hands(list(scene.hands), (128, 128)))
+    assert np.array_equal(conditions["hands"], draw_hands(hand_points(scene), (128, 128)))
     assert conditions["hands"].any()
     assert np.array_equal(conditions["segment"], scene.segmentation)
     shapes = render_scene("shapes", row_seed(0, 0), 128)

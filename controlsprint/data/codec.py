@@ -11,15 +11,21 @@ import numpy as np
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """RGB (HxWx3) or gray (HxW) uint8 -> PNG bytes.
+    """RGB (HxWx3) or gray (HxW) uint8 -> PNG bytes; RGB with three equal channels becomes a gray PNG.
 
-    OpenCV's default PNG setting (fast zlib level with its RLE-friendly strategy) is used on purpose:
-    measured on 512 px photos it is about 3x faster than level 3 for 13% more bytes, and condition maps
-    (mostly flat) come out smaller. Encoding dominates `prepare`'s per-image cost otherwise.
+    Gray-looking conditions (canny, gray) are stored with one channel: a third of the pixels to
+    compress, and every reader gets RGB back (`decode_rgb` here; PIL's `.convert("RGB")`, which
+    diffusers' training scripts call). OpenCV's default PNG setting (fast zlib level, RLE-friendly
+    strategy) is used on purpose: on 512 px photos it was about 3x faster than level 3 for 13% more
+    bytes, and encoding is the largest per-image cost of `prepare`.
     """
     image = np.ascontiguousarray(image)
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        red = image[..., 0]
+        if np.array_equal(red, image[..., 1]) and np.array_equal(red, image[..., 2]):
+            image = np.ascontiguousarray(red)
+        else:
+            image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, buffer = cv2.imencode(".png", image)
     if not ok:
         raise RuntimeError(f"PNG encoding failed for an array of shape {image.shape}")

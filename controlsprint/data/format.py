@@ -130,12 +130,13 @@ def temporary_path(final: Path) -> Path:
 
 def write_shard(table, path: Path) -> dict:
     """Write `table` to `path` atomically; returns the manifest record for the shard."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
-    image_names = [f.name for f in table.schema if f.type == table.schema.field(IMAGE_COLUMN).type]
-    compression = {f.name: ("none" if f.name in image_names else "zstd") for f in table.schema}
+    # Image columns (structs of PNG bytes) are stored as they are; text and metadata get zstd.
+    compression = {f.name: ("none" if pa.types.is_struct(f.type) else "zstd") for f in table.schema}
     pq.write_table(
         table,
         tmp,

@@ -72,6 +72,9 @@ class ShardedDataset:
         self.num_rows = total
         self._group_starts = np.asarray(starts, dtype=np.int64)
         self._groups = groups
+        # pyarrow's ParquetFile readers are not safe to share between threads (seen: a mutex assertion
+        # abort with several streams of one dataset); reads are short, decoding happens outside.
+        self._read_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.num_rows
@@ -117,11 +120,12 @@ class ShardedDataset:
         out: dict[str, list] = {name: [None] * len(indices) for name in columns}
         for group in np.unique(group_of):
             file_index, row_group = self._groups[group]
-            table = self._files[file_index].read_row_group(int(row_group), columns=columns)
             wanted = np.flatnonzero(group_of == group)
             offsets = indices[wanted] - self._group_starts[group]
-            for name in columns:
-                values = table.column(name).take(offsets).to_pylist()
+            with self._read_lock:
+                table = self._files[file_index].read_row_group(int(row_group), columns=columns)
+                picked = {name: table.column(name).take(offsets).to_pylist() for name in columns}
+            for name, values in picked.items():
                 for slot, value in zip(wanted, values, strict=True):
                     out[name][slot] = value["bytes"] if isinstance(value, dict) else value
         return out

@@ -24,6 +24,11 @@ from controlsprint.errors import UserError
 SYNTH_COLUMNS = {"kind": "string", "seed": "int64", "objects": "string"}
 
 
+def hand_points(scene: Scene) -> list[np.ndarray]:
+    """The scene's hands as (21, 2) pixel coordinates each, what the hands extractor draws."""
+    return [np.array([[mark["px"], mark["py"]] for mark in hand["landmarks"]]) for hand in scene.hands]
+
+
 def ground_truth_conditions(scene: Scene, names: tuple[str, ...], extractors: dict) -> dict[str, np.ndarray]:
     """Each named condition of `scene` (HxWx3 uint8); `extractors` caches canny/gray between calls."""
     from controlsprint.conditions.hands import draw_hands
@@ -33,7 +38,7 @@ def ground_truth_conditions(scene: Scene, names: tuple[str, ...], extractors: di
         if name == "segment":
             result[name] = scene.segmentation
         elif name == "hands":
-            result[name] = draw_hands(list(scene.hands), scene.image.shape[:2])
+            result[name] = draw_hands(hand_points(scene), scene.image.shape[:2])
         else:
             if name not in extractors:
                 from controlsprint.conditions import get_extractor
