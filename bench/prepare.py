@@ -17,17 +17,13 @@ The last line is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
 import shutil
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, alternate, emit
 
 
 def find_photos() -> Path:
@@ -51,12 +47,11 @@ def make_inputs(photos: Path, count: int, folder: Path) -> list[Path]:
     return files
 
 
-def plain_loop(files: list[Path], condition: str, resolution: int) -> float:
+def plain_loop(files: list[Path], condition: str, resolution: int) -> None:
     """The hand-written reference: cv2 / mediapipe called directly, one process."""
     import cv2
     import numpy as np
 
-    started = time.perf_counter()
     if condition == "hands":
         import mediapipe as mp
 
@@ -85,14 +80,12 @@ def plain_loop(files: list[Path], condition: str, resolution: int) -> float:
         cv2.imencode(".png", result)
     if condition == "hands":
         hands.close()
-    return time.perf_counter() - started
 
 
-def ours(folder: Path, condition: str, workers: int, resolution: int, out: Path) -> float:
+def ours(folder: Path, condition: str, workers: int, resolution: int, out: Path) -> None:
     from controlsprint.data.pipeline import run_job
     from controlsprint.data.prepare import make_prepare_job, open_source
 
-    started = time.perf_counter()
     source = open_source(
         images=str(folder), dataset=None, captions=None, caption_column=None, image_column="image"
     )
@@ -108,7 +101,6 @@ def ours(folder: Path, condition: str, workers: int, resolution: int, out: Path)
     )
     summary = run_job(job, workers=workers, progress=False)
     assert summary["rows"] == len(source.files), summary
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -121,43 +113,41 @@ def main() -> None:
     parser.add_argument("--conditions", default="canny,hands")
     args = parser.parse_args()
 
+    record: dict = {"benchmark": "prepare", "count": args.count, "resolution": args.resolution}
     with tempfile.TemporaryDirectory() as tmp:
-        files = make_inputs(find_photos(), args.count, Path(tmp) / "in")
-        results: dict = {"count": args.count, "resolution": args.resolution, "cpus": os.cpu_count()}
+        folder = Path(tmp) / "in"
+        files = make_inputs(find_photos(), args.count, folder)
+        runs = itertools.count()
+
+        def ours_fresh(condition: str, workers: int) -> None:
+            out = Path(tmp) / f"out{next(runs)}"
+            ours(folder, condition, workers, args.resolution, out)
+            shutil.rmtree(out)
+
         for condition in args.conditions.split(","):
-            times: dict[str, list[float]] = {"plain": [], "workers_1": [], "workers_2": []}
-            for repeat in range(args.repeats):
-                # rotate the order so no variant always runs first (caches, thermal state)
-                order = ["plain", "workers_1", "workers_2"][repeat % 3 :] + [
-                    "plain",
-                    "workers_1",
-                    "workers_2",
-                ][: repeat % 3]
-                for variant in order:
-                    out = Path(tmp) / f"out_{condition}_{variant}_{repeat}"
-                    if variant == "plain":
-                        seconds = plain_loop(files, condition, args.resolution)
-                    else:
-                        seconds = ours(Path(tmp) / "in", condition, int(variant[-1]), args.resolution, out)
-                    times[variant].append(seconds)
-                    shutil.rmtree(out, ignore_errors=True)
-                    print(
-                        f"{condition:6s} {variant:10s} repeat {repeat}: {args.count / seconds:7.1f} images/s",
-                        flush=True,
-                    )
-            rates = {k: args.count / statistics.median(v) for k, v in times.items()}
-            results[condition] = {
-                **{f"{k}_images_per_s": round(v, 2) for k, v in rates.items()},
+            print(f"{condition}: {args.count} images, short side {args.resolution}", flush=True)
+            seconds = alternate(
+                {
+                    "plain": lambda c=condition: plain_loop(files, c, args.resolution),
+                    "workers_1": lambda c=condition: ours_fresh(c, 1),
+                    "workers_2": lambda c=condition: ours_fresh(c, 2),
+                },
+                args.repeats,
+            )
+            rates = {name: args.count / s for name, s in seconds.items()}
+            record[condition] = {
+                **{f"{name}_images_per_s": round(rate, 2) for name, rate in rates.items()},
                 "workers_1_vs_plain": round(rates["workers_1"] / rates["plain"], 3),
                 "workers_2_vs_plain": round(rates["workers_2"] / rates["plain"], 3),
-                "seconds": {k: [round(s, 3) for s in v] for k, v in times.items()},
             }
             print(
                 f"{condition}: plain {rates['plain']:.1f}/s, 1 worker {rates['workers_1']:.1f}/s "
-                f"({results[condition]['workers_1_vs_plain']:.2f}x), 2 workers {rates['workers_2']:.1f}/s "
-                f"({results[condition]['workers_2_vs_plain']:.2f}x)  [medians of {args.repeats}]"
+                f"({rates['workers_1'] / rates['plain']:.2f}x), 2 workers {rates['workers_2']:.1f}/s "
+                f"({rates['workers_2'] / rates['plain']:.2f}x)  [medians of {args.repeats}]",
+                flush=True,
             )
-    print(json.dumps(results))
+    record["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    emit(record)
 
 
 if __name__ == "__main__":

@@ -11,29 +11,25 @@ line. Start-up (spawning workers) is included.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
-import statistics
-import sys
+import shutil
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import alternate, emit
 
 
-def run_once(out: Path, num: int, size: int, kinds: tuple[str, ...], workers: int) -> float:
+def run_once(out: Path, num: int, size: int, kinds: tuple[str, ...], workers: int) -> None:
     from controlsprint.data.pipeline import run_job
     from controlsprint.data.synth import default_conditions
     from controlsprint.data.synth.job import make_synth_job
 
-    started = time.perf_counter()
     job = make_synth_job(
         out, num=num, size=size, seed=0, kinds=kinds, conditions=default_conditions(kinds), shard_size=1000
     )
     summary = run_job(job, workers=workers, progress=False)
     assert summary["rows"] == num
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -46,31 +42,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     kinds = tuple(args.kinds.split(","))
-    times: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(args.repeats):
-            for workers in (1, 2) if repeat % 2 == 0 else (2, 1):
-                seconds = run_once(Path(tmp) / f"r{repeat}w{workers}", args.num, args.size, kinds, workers)
-                times[workers].append(seconds)
-                print(
-                    f"workers {workers} repeat {repeat}: {60 * args.num / seconds:8.0f} images/min",
-                    flush=True,
-                )
-    per_minute = {w: 60 * args.num / statistics.median(t) for w, t in times.items()}
+        runs = itertools.count()
+
+        def fresh(workers: int) -> None:
+            out = Path(tmp) / f"run{next(runs)}"
+            run_once(out, args.num, args.size, kinds, workers)
+            shutil.rmtree(out)
+
+        seconds = alternate({"workers_1": lambda: fresh(1), "workers_2": lambda: fresh(2)}, args.repeats)
+    per_minute = {name: 60 * args.num / s for name, s in seconds.items()}
     print(
-        f"synth {args.kinds} {args.size}px: 1 worker {per_minute[1]:.0f}/min, 2 workers {per_minute[2]:.0f}/min "
-        f"({per_minute[2] / per_minute[1]:.2f}x)  [medians of {args.repeats}, {os.cpu_count()} cpus]"
+        f"synth {args.kinds} {args.size}px: 1 worker {per_minute['workers_1']:.0f}/min, "
+        f"2 workers {per_minute['workers_2']:.0f}/min  [medians of {args.repeats}]"
     )
-    result = {
-        "num": args.num,
-        "size": args.size,
-        "kinds": list(kinds),
-        "cpus": os.cpu_count(),
-        "workers_1_images_per_min": round(per_minute[1]),
-        "workers_2_images_per_min": round(per_minute[2]),
-        "seconds": {str(k): [round(s, 2) for s in v] for k, v in times.items()},
-    }
-    print(json.dumps(result))
+    emit(
+        {
+            "benchmark": "synth",
+            "num": args.num,
+            "size": args.size,
+            "kinds": list(kinds),
+            **{f"{name}_images_per_min": round(rate) for name, rate in per_minute.items()},
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        }
+    )
 
 
 if __name__ == "__main__":

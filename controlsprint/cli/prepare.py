@@ -47,7 +47,7 @@ def _add_extractor_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from controlsprint.imageio import DEFAULT_MAX_PIXELS
+    from controlsprint.imagelimits import DEFAULT_MAX_PIXELS
 
     source = parser.add_argument_group("input (one of)")
     source.add_argument("--images", metavar="DIR", help="folder of images (searched recursively)")
