@@ -182,3 +182,22 @@ def test_face_without_iris_refinement_has_468_landmarks(load):
 def test_no_face_on_the_cat(face, load):
     result = face.extract(load("cat.jpg"), resolution=256)
     assert result.landmarks == [] and not result.image.any()
+
+
+def test_edge_chains_cover_every_edge_exactly_once():
+    from mediapipe.python.solutions import face_mesh_connections
+
+    from controlsprint.conditions.drawing import edge_chains
+
+    cases = [
+        (face_mesh_connections.FACEMESH_FACE_OVAL, 1),  # one closed contour
+        (face_mesh_connections.FACEMESH_LIPS, 2),  # outer and inner lip
+        ({(0, 1), (1, 2), (5, 6)}, 2),  # two separate open paths
+    ]
+    for edges, expected_chains in cases:
+        chains = edge_chains(sorted(edges))
+        walked = [
+            frozenset(map(int, pair)) for chain in chains for pair in zip(chain[:-1], chain[1:], strict=True)
+        ]
+        assert len(walked) == len(edges) and set(walked) == {frozenset(edge) for edge in edges}
+        assert len(chains) == expected_chains

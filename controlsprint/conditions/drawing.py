@@ -57,15 +57,41 @@ def fixed_points(points: Sequence[Point | None] | np.ndarray) -> tuple[np.ndarra
     return np.round(np.nan_to_num(coordinates) * _ONE).astype(np.int32), present
 
 
-def draw_segments(
-    canvas: np.ndarray, fixed: np.ndarray, present: np.ndarray, pairs: np.ndarray, colour: Colour, width: int
+def edge_chains(edges: Iterable[tuple[int, int]]) -> tuple[np.ndarray, ...]:
+    """Cover an undirected edge set with few paths (each edge exactly once), as arrays of point indices.
+
+    One polyline per path costs one cv2 call for what would otherwise be one per edge.
+    """
+    adjacency: dict[int, list[tuple[int, int]]] = {}
+    edge_list = [(int(a), int(b)) for a, b in edges]
+    for index, (a, b) in enumerate(edge_list):
+        adjacency.setdefault(a, []).append((b, index))
+        adjacency.setdefault(b, []).append((a, index))
+    used = [False] * len(edge_list)
+
+    def unused_step(node: int) -> tuple[int, int] | None:
+        return next(((other, index) for other, index in adjacency[node] if not used[index]), None)
+
+    chains = []
+    # Odd-degree nodes first: open paths are then walked from one end, and cycles come last.
+    for start in sorted(adjacency, key=lambda node: (len(adjacency[node]) % 2 == 0, node)):
+        while unused_step(start) is not None:
+            path, node = [start], start
+            while (step := unused_step(node)) is not None:
+                used[step[1]] = True
+                node = step[0]
+                path.append(node)
+            chains.append(np.array(path, dtype=np.intp))
+    return tuple(chains)
+
+
+def draw_paths(
+    canvas: np.ndarray, fixed: np.ndarray, paths: Sequence[np.ndarray], colour: Colour, width: int
 ) -> None:
-    """All segments (a, b) of `pairs` between present points in one colour, with one cv2 call."""
+    """Open polylines through fixed-point points (see `fixed_points`), one colour, one cv2 call."""
     import cv2
 
-    kept = pairs[present[pairs[:, 0]] & present[pairs[:, 1]]]
-    if len(kept):
-        cv2.polylines(canvas, list(fixed[kept]), False, colour, width, cv2.LINE_AA, _SHIFT)
+    cv2.polylines(canvas, [fixed[path] for path in paths], False, colour, width, cv2.LINE_AA, _SHIFT)
 
 
 def draw_bones(
@@ -80,9 +106,6 @@ def draw_bones(
 
     fixed, present = fixed_points(points)
     pairs = np.asarray(bones, dtype=np.intp).reshape(-1, 2)
-    if len(colours) == 1:
-        draw_segments(canvas, fixed, present, pairs, colours[0], width)
-        return
     corners = fixed.tolist()  # cv2 takes plain int pairs fastest
     for index in np.flatnonzero(present[pairs[:, 0]] & present[pairs[:, 1]]).tolist():
         start, end = pairs[index]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from controlsprint.conditions.base import ConditionResult
-from controlsprint.conditions.drawing import black_canvas, draw_segments, fixed_points, stroke_width
+from controlsprint.conditions.drawing import black_canvas, draw_paths, edge_chains, fixed_points, stroke_width
 from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
 
 # (name of the connection set in mediapipe's face_mesh_connections, colour), drawn in this order.
@@ -34,7 +34,7 @@ class FaceExtractor(MediaPipeExtractor):
     def _build_graph(self) -> Any:
         import mediapipe as mp
 
-        self._parts = face_part_bones()
+        self._parts = face_part_paths()
         return mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=self.options.max_faces,
@@ -56,27 +56,28 @@ class FaceExtractor(MediaPipeExtractor):
         return ConditionResult(draw_faces(points, size, self._parts), landmarks=faces)
 
 
-def face_part_bones() -> tuple[tuple[np.ndarray, tuple[int, int, int]], ...]:
-    """(landmark index pairs as an (n, 2) array, colour) per face part, from MediaPipe's connection sets."""
+def face_part_paths() -> tuple[tuple[tuple[np.ndarray, ...], int, tuple[int, int, int]], ...]:
+    """Per face part: its contours as landmark-index paths, the highest index used, and its colour."""
     from mediapipe.python.solutions import face_mesh_connections
 
     parts = []
     for part, colour in FACE_PARTS:
-        pairs = np.array(sorted(getattr(face_mesh_connections, part)), dtype=np.intp)
-        pairs.setflags(write=False)
-        parts.append((pairs, colour))
+        edges = sorted(getattr(face_mesh_connections, part))
+        parts.append((edge_chains(edges), max(max(edge) for edge in edges), colour))
     return tuple(parts)
 
 
 def draw_faces(
-    faces: list[np.ndarray], size: tuple[int, int], parts: tuple[tuple[np.ndarray, tuple[int, int, int]], ...]
+    faces: list[np.ndarray],
+    size: tuple[int, int],
+    parts: tuple[tuple[tuple[np.ndarray, ...], int, tuple[int, int, int]], ...],
 ) -> np.ndarray:
-    """Face contours of faces given as (468 or 478, 2) pixel coordinates each."""
+    """Face contours of faces given as (468 or 478, 2) pixel coordinates each (Face Mesh gives every point)."""
     canvas = black_canvas(size)
     width = stroke_width(size, per_pixels=256.0)
     for points in faces:
-        fixed, present = fixed_points(points)  # once per face, shared by its parts
-        for pairs, colour in parts:
-            if int(pairs.max()) < len(points):  # skips the iris parts without refine_landmarks
-                draw_segments(canvas, fixed, present, pairs, colour, width)
+        fixed, _ = fixed_points(points)  # once per face, shared by its parts
+        for paths, highest, colour in parts:
+            if highest < len(points):  # skips the iris parts without refine_landmarks
+                draw_paths(canvas, fixed, paths, colour, width)
     return canvas
