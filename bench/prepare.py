@@ -6,7 +6,9 @@ PNG-encode the picture and the condition (the same work `prepare` does per image
 bookkeeping). OpenCV and MediaPipe keep their default threading in the plain loop. `prepare` runs end to
 end through the CLI's job (load_image, extractors, parquet shards, manifest, fsync), in a fresh output
 directory each time. Both include their start-up (model build; for 2 workers, spawning the processes),
-measured on the same inputs, alternately, several repeats; medians are reported.
+measured on the same inputs, alternately, several repeats; medians are reported. CPU time (all
+processes and threads) is recorded too: on a shared machine the wall-clock ratio mostly measures the
+other tenants, while CPU per image does not.
 
     python bench/prepare.py                  # 120 inputs made from the test photos, 3 repeats
     python bench/prepare.py --count 240 --repeats 5 --conditions canny
@@ -20,6 +22,7 @@ import argparse
 import itertools
 import os
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -103,6 +106,25 @@ def ours(folder: Path, condition: str, workers: int, resolution: int, out: Path)
     assert summary["rows"] == len(source.files), summary
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers), all threads."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def with_cpu(run, spent: list[float]):
+    """`run`, also appending the CPU seconds it used (all processes) to `spent`."""
+
+    def measured() -> None:
+        before = cpu_seconds()
+        run()
+        spent.append(cpu_seconds() - before)
+
+    return measured
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,24 +148,35 @@ def main() -> None:
 
         for condition in args.conditions.split(","):
             print(f"{condition}: {args.count} images, short side {args.resolution}", flush=True)
+            cpu: dict[str, list[float]] = {"plain": [], "workers_1": [], "workers_2": []}
             seconds = alternate(
                 {
-                    "plain": lambda c=condition: plain_loop(files, c, args.resolution),
-                    "workers_1": lambda c=condition: ours_fresh(c, 1),
-                    "workers_2": lambda c=condition: ours_fresh(c, 2),
+                    "plain": with_cpu(
+                        lambda c=condition: plain_loop(files, c, args.resolution), cpu["plain"]
+                    ),
+                    "workers_1": with_cpu(lambda c=condition: ours_fresh(c, 1), cpu["workers_1"]),
+                    "workers_2": with_cpu(lambda c=condition: ours_fresh(c, 2), cpu["workers_2"]),
                 },
                 args.repeats,
             )
             rates = {name: args.count / s for name, s in seconds.items()}
+            cpu_ms = {name: 1000 * statistics.median(v) / args.count for name, v in cpu.items()}
+            # What 2 idle cores would give: the plain loop keeps one core busy (measured: CPU ~ wall), two
+            # workers at best keep two busy, so the bound is 2 x plain CPU/image over ours (start-up included).
+            bound = 2 * cpu_ms["plain"] / cpu_ms["workers_2"]
             record[condition] = {
                 **{f"{name}_images_per_s": round(rate, 2) for name, rate in rates.items()},
                 "workers_1_vs_plain": round(rates["workers_1"] / rates["plain"], 3),
                 "workers_2_vs_plain": round(rates["workers_2"] / rates["plain"], 3),
+                **{f"{name}_cpu_ms_per_image": round(ms, 1) for name, ms in cpu_ms.items()},
+                "workers_2_vs_plain_on_idle_cores_bound": round(bound, 3),
             }
             print(
                 f"{condition}: plain {rates['plain']:.1f}/s, 1 worker {rates['workers_1']:.1f}/s "
                 f"({rates['workers_1'] / rates['plain']:.2f}x), 2 workers {rates['workers_2']:.1f}/s "
-                f"({rates['workers_2'] / rates['plain']:.2f}x)  [medians of {args.repeats}]",
+                f"({rates['workers_2'] / rates['plain']:.2f}x)  [medians of {args.repeats}]; CPU ms/image: "
+                + ", ".join(f"{name} {ms:.1f}" for name, ms in cpu_ms.items())
+                + f"; 2 workers on 2 idle cores: at most {bound:.2f}x",
                 flush=True,
             )
     record["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)

@@ -40,7 +40,7 @@ def _add_extractor_option_flags(parser: argparse.ArgumentParser) -> None:
                 _flag(name), dest=f"option_{name}", action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
-            metavar = {int: "N", float: "X"}.get(base_type, "VALUE")
+            metavar = {int: "N", float: "X"}.get(base_type, "DIR" if name == "sam_model" else "VALUE")
             group.add_argument(
                 _flag(name), dest=f"option_{name}", type=base_type, metavar=metavar, help=help_text
             )
