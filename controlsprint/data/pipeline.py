@@ -221,11 +221,11 @@ def run_job(job: Job, *, workers: int = 1, resume: bool = False, progress: bool 
     )
     executor = _Pool(job.worker, workers) if workers > 1 and pending else _InProcess(job.worker)
     cancel = True
+    writer: fmt.ShardWriter | None = None
     try:
         window = CHUNKS_IN_FLIGHT_PER_WORKER * workers
         tasks = _chunks(job, pending)
         in_flight: deque = deque()
-        rows: list[dict] = []
         rejects: list[dict] = []
         while True:
             while len(in_flight) < window and (task := next(tasks, None)) is not None:
@@ -234,23 +234,20 @@ def run_job(job: Job, *, workers: int = 1, resume: bool = False, progress: bool 
                 break
             (shard, start, end, shard_end), future = in_flight.popleft()
             result = future.result()
-            rows.extend(result.rows)
+            name = fmt.shard_name(shard, num_shards)
+            if writer is None:
+                writer = fmt.ShardWriter(job.out_dir / name, schema, job.conditions)
+            writer.write(result.rows)
             rejects.extend({**r, "shard": shard} for r in result.rejects)
             bar.update(end - start)
             if end == shard_end:
-                name = fmt.shard_name(shard, num_shards)
-                record = fmt.write_shard(fmt.rows_to_table(rows, schema, job.conditions), job.out_dir / name)
-                record = {
-                    "index": shard,
-                    "file": name,
-                    "inputs": [shard * job.shard_size, shard_end],
-                    **record,
-                }
-                record["rejected"] = len(rejects)
+                record = {"index": shard, "file": name, "inputs": [shard * job.shard_size, shard_end]}
+                record.update(writer.finish(), rejected=len(rejects))
+                writer = None
                 _record_shard(job.out_dir, manifest, record, rejects)
                 if manifest["num_rejected"]:
                     bar.set_postfix(rejected=manifest["num_rejected"], refresh=False)
-                rows, rejects = [], []
+                rejects = []
         cancel = False
     except BrokenProcessPool as err:
         raise UserError(
@@ -265,6 +262,8 @@ def run_job(job: Job, *, workers: int = 1, resume: bool = False, progress: bool 
         )
         raise
     finally:
+        if writer is not None:
+            writer.abort()
         bar.close()
         executor.shutdown(cancel=cancel)
     manifest["complete"] = True
