@@ -196,3 +196,23 @@ def test_extractors_run_inside_spawned_worker_processes(photos):
     local_image, local_landmarks = _extract_in_worker("hands", path)
     assert len(hands_landmarks) == len(local_landmarks) == 1
     np.testing.assert_array_equal(hands_image, local_image)
+
+
+def test_condition_result_builds_landmarks_once_on_first_access_and_pickles_them():
+    calls = []
+
+    def build() -> list[dict]:
+        calls.append(1)
+        return [{"landmarks": [{"x": 0.5}]}]
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    result = ConditionResult(image, landmarks=build, notice="n")
+    assert calls == []  # nothing built for a caller that only wants the image
+    assert result.landmarks == [{"landmarks": [{"x": 0.5}]}] and result.landmarks is result.landmarks
+    assert calls == [1]
+    clone = pickle.loads(
+        pickle.dumps(ConditionResult(image, landmarks=build))
+    )  # a local function: not picklable
+    assert clone.landmarks == [{"landmarks": [{"x": 0.5}]}] and clone.notice is None
+    np.testing.assert_array_equal(clone.image, image)
+    assert ConditionResult(image).landmarks is None

@@ -142,16 +142,19 @@ def test_no_pose_on_the_cat(pose, load):
 
 
 def test_openpose_keypoints_neck_and_visibility():
-    records = [{"px": float(i), "py": float(2 * i), "visibility": 1.0} for i in range(33)]
-    records[7]["visibility"] = 0.1  # left ear hidden
-    keypoints = openpose_keypoints(records, min_visibility=0.5)
+    pixels = np.array([(float(i), float(2 * i)) for i in range(33)])
+    visibility = np.ones(33)
+    visibility[7] = 0.1  # left ear hidden
+    keypoints = openpose_keypoints(pixels, visibility, min_visibility=0.5)
     assert len(keypoints) == 18
     assert keypoints[0] == (0.0, 0.0)  # nose
     assert keypoints[1] == (11.5, 23.0)  # neck: midpoint of shoulders 11 and 12
     assert keypoints[2] == (12.0, 24.0)  # right shoulder is MediaPipe 12
     assert keypoints[17] is None  # left ear below the visibility threshold
-    records[12]["visibility"] = 0.0
-    assert openpose_keypoints(records, min_visibility=0.5)[1] is None  # no neck without both shoulders
+    visibility[12] = 0.0
+    assert (
+        openpose_keypoints(pixels, visibility, min_visibility=0.5)[1] is None
+    )  # no neck without both shoulders
 
 
 # ---- face -----------------------------------------------------------------------------------------

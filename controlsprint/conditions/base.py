@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import numbers
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,13 +23,48 @@ from controlsprint.errors import UserError
 SIZE_MULTIPLE = 8
 
 
-@dataclass(frozen=True)
 class ConditionResult:
-    """An extractor's output: the condition image and, for hands/pose/face, the landmarks found."""
+    """An extractor's output: the condition image, the landmarks found, a notice.
 
-    image: np.ndarray  # HxWx3 uint8
-    landmarks: list[dict] | None = None  # JSON-ready; None for extractors without landmarks
-    notice: str | None = None  # one line worth telling the user (e.g. which SAM backend ran)
+    image:     HxWx3 uint8.
+    landmarks: JSON-ready list for hands, pose and face (empty when nothing was found), None for the
+               others. An extractor may pass a zero-argument function instead: the records are then
+               built on first access, so a caller that wants only the image never pays for them
+               (a face has 478 landmarks).
+    notice:    one line worth telling the user (e.g. which SAM backend ran), or None.
+    """
+
+    __slots__ = ("image", "notice", "_landmarks", "_pending")
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        landmarks: list[dict] | Callable[[], list[dict]] | None = None,
+        notice: str | None = None,
+    ):
+        self.image = image
+        self.notice = notice
+        self._pending = landmarks if callable(landmarks) else None
+        self._landmarks = None if callable(landmarks) else landmarks
+
+    @property
+    def landmarks(self) -> list[dict] | None:
+        if self._pending is not None:
+            self._landmarks, self._pending = self._pending(), None
+        return self._landmarks
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.image.shape))
+        count = "None" if self.landmarks is None else f"{len(self.landmarks)} found"
+        return f"ConditionResult(image={shape} {self.image.dtype}, landmarks={count}, notice={self.notice!r})"
+
+    # Pickled (e.g. back from a worker process) with its landmarks built: a pending function may not pickle.
+    def __getstate__(self) -> tuple:
+        return self.image, self.landmarks, self.notice
+
+    def __setstate__(self, state: tuple) -> None:
+        self.image, self._landmarks, self.notice = state
+        self._pending = None
 
 
 def round_to_multiple(value: float, multiple: int = SIZE_MULTIPLE) -> int:

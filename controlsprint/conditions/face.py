@@ -13,7 +13,12 @@ import numpy as np
 
 from controlsprint.conditions.base import ConditionResult
 from controlsprint.conditions.drawing import black_canvas, draw_paths, edge_chains, fixed_points, stroke_width
-from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
+from controlsprint.conditions.landmarks import (
+    MediaPipeExtractor,
+    landmark_records,
+    landmark_values,
+    pixel_coordinates,
+)
 
 # (name of the connection set in mediapipe's face_mesh_connections, colour), drawn in this order.
 FACE_PARTS: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -48,12 +53,11 @@ class FaceExtractor(MediaPipeExtractor):
 
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
-        faces, points = [], []
-        for marks in found.multi_face_landmarks or []:
-            records, pixels = landmark_records(marks.landmark, size)
-            faces.append({"landmarks": records})
-            points.append(pixels)
-        return ConditionResult(draw_faces(points, size, self._parts), landmarks=faces)
+        values = [landmark_values(marks.landmark) for marks in found.multi_face_landmarks or []]
+        image = draw_faces([pixel_coordinates(v, size) for v in values], size, self._parts)
+        return ConditionResult(
+            image, landmarks=lambda: [{"landmarks": landmark_records(v, size)} for v in values]
+        )
 
 
 def face_part_paths() -> tuple[tuple[tuple[np.ndarray, ...], int, tuple[int, int, int]], ...]:

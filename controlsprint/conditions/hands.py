@@ -23,7 +23,12 @@ from controlsprint.conditions.drawing import (
     hue_sweep,
     stroke_width,
 )
-from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
+from controlsprint.conditions.landmarks import (
+    MediaPipeExtractor,
+    landmark_records,
+    landmark_values,
+    pixel_coordinates,
+)
 
 # Wrist is landmark 0; finger f (thumb .. pinky) is landmarks 4f+1 .. 4f+4, base to tip.
 HAND_BONES: tuple[tuple[int, int], ...] = tuple(
@@ -56,21 +61,27 @@ class HandsExtractor(MediaPipeExtractor):
 
     def _extract(self, rgb: np.ndarray, size: tuple[int, int]) -> ConditionResult:
         found = self._process(rgb)
-        hands, points = [], []
-        for marks, handedness in zip(
-            found.multi_hand_landmarks or [], found.multi_handedness or [], strict=True
-        ):
-            label = handedness.classification[0].label
-            records, pixels = landmark_records(marks.landmark, size, self._names)
-            hands.append(
-                {
-                    "handedness": label if self.options.mirrored else _SWAP.get(label, label),
-                    "score": round(float(handedness.classification[0].score), 4),
-                    "landmarks": records,
-                }
+        detections = [
+            (landmark_values(marks.landmark), handedness.classification[0])
+            for marks, handedness in zip(
+                found.multi_hand_landmarks or [], found.multi_handedness or [], strict=True
             )
-            points.append(pixels)
-        return ConditionResult(draw_hands(points, size), landmarks=hands)
+        ]
+        image = draw_hands([pixel_coordinates(values, size) for values, _ in detections], size)
+
+        def records() -> list[dict]:
+            return [
+                {
+                    "handedness": label.label
+                    if self.options.mirrored
+                    else _SWAP.get(label.label, label.label),
+                    "score": round(float(label.score), 4),
+                    "landmarks": landmark_records(values, size, self._names),
+                }
+                for values, label in detections
+            ]
+
+        return ConditionResult(image, landmarks=records)
 
 
 def draw_hands(hands: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:

@@ -22,29 +22,35 @@ import numpy as np
 from controlsprint.conditions.base import Extractor
 
 
-def landmark_records(
-    landmarks: Sequence[Any],
-    size: tuple[int, int],
-    names: Sequence[str] | None = None,
-    with_visibility: bool = False,
-) -> tuple[list[dict], np.ndarray]:
-    """JSON-ready records of MediaPipe landmarks, and their (n, 2) pixel coordinates for drawing."""
+def landmark_values(landmarks: Sequence[Any], with_visibility: bool = False) -> np.ndarray:
+    """MediaPipe landmarks as an (n, 3) array of x, y, z, or (n, 4) with visibility."""
+    if with_visibility:
+        return np.array([(m.x, m.y, m.z, m.visibility) for m in landmarks], dtype=np.float64).reshape(-1, 4)
+    return np.array([(m.x, m.y, m.z) for m in landmarks], dtype=np.float64).reshape(-1, 3)
+
+
+def pixel_coordinates(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, 2) pixel coordinates in an image of `size` = (height, width), rounded as in the records."""
     height, width = size
-    # Gathered and rounded in numpy: a face has 478 landmarks, and per-value Python work was a
-    # measurable share of the face extractor's time (see bench/extract.py).
-    if with_visibility:
-        values = np.array([(m.x, m.y, m.z, m.visibility) for m in landmarks], dtype=np.float64).reshape(-1, 4)
-    else:
-        values = np.array([(m.x, m.y, m.z) for m in landmarks], dtype=np.float64).reshape(-1, 3)
-    pixels = np.round(values[:, :2] * (width, height), 2) + 0.0  # + 0.0 turns -0.0 into 0.0 in the JSON
-    rows = np.concatenate([np.round(values[:, :3], 5) + 0.0, pixels], axis=1).tolist()
+    return np.round(values[:, :2] * (width, height), 2) + 0.0  # + 0.0 turns -0.0 into 0.0 in the JSON
+
+
+def landmark_records(
+    values: np.ndarray, size: tuple[int, int], names: Sequence[str] | None = None
+) -> list[dict]:
+    """JSON-ready records from `landmark_values` (with visibility when it has a fourth column)."""
+    # Rounded in numpy, built from plain lists: a face has 478 landmarks, and per-value Python work
+    # was a measurable share of the face extractor's time (see bench/extract.py).
+    rows = np.concatenate(
+        [np.round(values[:, :3], 5) + 0.0, pixel_coordinates(values, size)], axis=1
+    ).tolist()
     records = [{"x": x, "y": y, "z": z, "px": px, "py": py} for x, y, z, px, py in rows]
-    if with_visibility:
+    if values.shape[1] == 4:
         for record, visibility in zip(records, (np.round(values[:, 3], 4) + 0.0).tolist(), strict=True):
             record["visibility"] = visibility
     if names is not None:
         records = [{"name": name, **record} for name, record in zip(names, records, strict=True)]
-    return records, pixels
+    return records
 
 
 class MediaPipeExtractor(Extractor):

@@ -22,7 +22,12 @@ from controlsprint.conditions.drawing import (
     scale_colour,
     stroke_width,
 )
-from controlsprint.conditions.landmarks import MediaPipeExtractor, landmark_records
+from controlsprint.conditions.landmarks import (
+    MediaPipeExtractor,
+    landmark_records,
+    landmark_values,
+    pixel_coordinates,
+)
 
 # OpenPose body keypoints (COCO order) as MediaPipe landmark indices; "neck" has no MediaPipe landmark.
 OPENPOSE_FROM_MEDIAPIPE: tuple[int | str, ...] = (
@@ -79,19 +84,25 @@ class PoseExtractor(MediaPipeExtractor):
         found = self._process(rgb)
         if found.pose_landmarks is None:
             return ConditionResult(black_canvas(size), landmarks=[])
-        records, _ = landmark_records(found.pose_landmarks.landmark, size, self._names, with_visibility=True)
-        people = [{"landmarks": records}]
+        values = landmark_values(found.pose_landmarks.landmark, with_visibility=True)
+        keypoints = openpose_keypoints(
+            pixel_coordinates(values, size), values[:, 3], self.options.min_visibility
+        )
         return ConditionResult(
-            draw_openpose_body(records, size, self.options.min_visibility), landmarks=people
+            draw_openpose_body(keypoints, size),
+            landmarks=lambda: [{"landmarks": landmark_records(values, size, self._names)}],
         )
 
 
-def openpose_keypoints(records: list[dict], min_visibility: float) -> list[tuple[float, float] | None]:
-    """The 18 OpenPose keypoints in pixels (None where not visible enough) from 33 MediaPipe records."""
+def openpose_keypoints(
+    pixels: np.ndarray, visibility: np.ndarray, min_visibility: float
+) -> list[tuple[float, float] | None]:
+    """The 18 OpenPose keypoints in pixels (None where not visible enough) from the 33 MediaPipe ones."""
 
     def visible(index: int) -> tuple[float, float] | None:
-        record = records[index]
-        return (record["px"], record["py"]) if record["visibility"] >= min_visibility else None
+        if visibility[index] < min_visibility:
+            return None
+        return float(pixels[index, 0]), float(pixels[index, 1])
 
     keypoints = []
     for source in OPENPOSE_FROM_MEDIAPIPE:
@@ -107,9 +118,8 @@ def _midpoint(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, fl
     return ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
 
 
-def draw_openpose_body(records: list[dict], size: tuple[int, int], min_visibility: float) -> np.ndarray:
+def draw_openpose_body(keypoints: list[tuple[float, float] | None], size: tuple[int, int]) -> np.ndarray:
     canvas = black_canvas(size)
-    keypoints = openpose_keypoints(records, min_visibility)
     width = stroke_width(size, per_pixels=128.0)
     draw_bones(canvas, keypoints, OPENPOSE_LIMBS, LIMB_COLOURS, width)
     draw_joints(canvas, keypoints, KEYPOINT_COLOURS, width)
