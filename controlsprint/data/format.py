@@ -42,8 +42,11 @@ DEFAULT_CONDITION_COLUMN = "conditioning_image"
 IMAGE_COLUMN = "image"
 TEXT_COLUMN = "text"
 # PNG bytes are already compressed: parquet compression would only cost time. Small row groups keep
-# random access (the reader's global shuffle) cheap: one row costs reading at most this many rows.
-ROW_GROUP_SIZE = 16
+# random access (the reader's global shuffle) cheap, since reading one row reads its whole group: a
+# group closes at ROW_GROUP_BYTES of images (4 rows of 512 px photos) or ROW_GROUP_MAX_ROWS rows
+# (small synth pictures), whichever comes first.
+ROW_GROUP_BYTES = 4 << 20
+ROW_GROUP_MAX_ROWS = 64
 
 
 def shard_name(index: int, count: int) -> str:
@@ -133,9 +136,9 @@ def temporary_path(final: Path) -> Path:
 class ShardWriter:
     """Streams one shard into a hidden temporary file; `finish()` makes it appear whole, atomically.
 
-    Rows are written in row groups of exactly ROW_GROUP_SIZE (the last one shorter) whatever sizes
-    `write` is called with, so a shard's bytes depend only on its rows, and the parent holds at most
-    one row group in memory instead of a whole shard (a 1000-row shard of 512 px photos is ~1 GB).
+    Row groups are cut by the rows' sizes alone (see ROW_GROUP_BYTES), whatever chunks `write` gets,
+    so a shard's bytes depend only on its rows; the parent holds one row group in memory instead of a
+    whole shard (a 1000-row shard of 512 px photos is ~1 GB).
     """
 
     def __init__(self, path: Path, schema, conditions: Sequence[str]):
@@ -151,23 +154,25 @@ class ShardWriter:
             self._tmp, schema, compression=compression, use_dictionary=[TEXT_COLUMN]
         )
         self._pending: list[Mapping[str, Any]] = []
+        self._pending_bytes = 0
         self.rows = 0
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._pending.extend(rows)
-        while len(self._pending) >= ROW_GROUP_SIZE:
-            self._flush(self._pending[:ROW_GROUP_SIZE])
-            self._pending = self._pending[ROW_GROUP_SIZE:]
+        for row in rows:
+            self._pending.append(row)
+            self._pending_bytes += len(row[IMAGE_COLUMN]) + sum(map(len, row["conditions"].values()))
+            if self._pending_bytes >= ROW_GROUP_BYTES or len(self._pending) >= ROW_GROUP_MAX_ROWS:
+                self._flush()
 
-    def _flush(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._writer.write_table(rows_to_table(rows, self.schema, self.conditions))
-        self.rows += len(rows)
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(rows_to_table(self._pending, self.schema, self.conditions))
+            self.rows += len(self._pending)
+            self._pending, self._pending_bytes = [], 0
 
     def finish(self) -> dict:
         """Close, fsync and rename into place; returns the manifest record (rows, bytes, sha256)."""
-        if self._pending:
-            self._flush(self._pending)
-            self._pending = []
+        self._flush()
         self._writer.close()
         _fsync_and_replace(self._tmp, self.path)
         return {"rows": self.rows, "bytes": self.path.stat().st_size, "sha256": file_sha256(self.path)}
