@@ -15,11 +15,18 @@ from controlsprint.models.io import Component
 from controlsprint.models.pipeline import Pipeline, load_pipeline, save_pipeline
 from tests.test_tokenizer import tiny_tokenizer
 
+# A complete SD1.5-style scheduler config (diffusers' class defaults differ from SD1.5's for missing keys).
 SCHEDULER = {
     "_class_name": "DDIMScheduler",
+    "num_train_timesteps": 1000,
     "beta_schedule": "scaled_linear",
     "beta_start": 0.00085,
     "beta_end": 0.012,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
 }
 
 
