@@ -113,7 +113,9 @@ class CLIPTokenizer:
     def _bpe_uncached(self, word: str) -> tuple[str, ...]:
         symbols = [*word[:-1], word[-1] + "</w>"]
         while len(symbols) > 1:
-            pairs = [(self.ranks.get(p, np.inf), i) for i, p in enumerate(zip(symbols, symbols[1:], strict=False))]
+            pairs = [
+                (self.ranks.get(p, np.inf), i) for i, p in enumerate(zip(symbols, symbols[1:], strict=False))
+            ]
             rank, _ = min(pairs)
             if rank == np.inf:
                 break
