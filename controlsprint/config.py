@@ -93,7 +93,8 @@ def _parse_scalar(text: str, kind: Any, key: str) -> Any:
 def _unknown_key(key: str, part: str, cfg: Any) -> UserError:
     names = [f.name for f in dataclasses.fields(cfg)]
     close = difflib.get_close_matches(part, names, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
+    prefix = key[: len(key) - len(key.split(".")[-1])] if key.endswith(part) else ""
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(names)}"
     return UserError(f"unknown config key '{key}'{hint}")
 
 

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.extract",
     "controlsprint.cli.synth",
     "controlsprint.cli.prepare",
+    "controlsprint.cli.train",
     "controlsprint.cli.generate",
     "controlsprint.cli.export",
 )

@@ -130,6 +130,16 @@ class ShardedDataset:
                     out[name][slot] = value["bytes"] if isinstance(value, dict) else value
         return out
 
+    def examples(self, indices, *, resolution: int, condition: str | None = None) -> dict:
+        """Rows `indices` decoded: images and conditions as [N, r, r, 3] uint8, texts (validation, eval)."""
+        column = self.column_for(condition)
+        raw = self.read_rows(np.asarray(indices), [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN])
+        return {
+            "images": np.stack([_decode_square(b, resolution) for b in raw[fmt.IMAGE_COLUMN]]),
+            "conditions": np.stack([_decode_square(b, resolution) for b in raw[column]]),
+            "texts": list(raw[fmt.TEXT_COLUMN]),
+        }
+
     def batches(
         self,
         batch_size: int,

@@ -71,6 +71,15 @@ class InferenceCore:
         self._controlnets[name] = (component, params)
         self._models_cache.clear()
 
+    def set_params(self, kind: str, params, name: str | None = None) -> None:
+        """Swap in new weights of the same shapes (e.g. during training); compiled programs stay valid."""
+        placed = jax.device_put(params, self._replicated)
+        if kind == "controlnet":
+            component, _ = self._controlnets[name]
+            self._controlnets[name] = (component, placed)
+        else:
+            self._params[kind] = placed
+
     @property
     def native_size(self) -> int:
         return self.pipeline.unet.config.sample_size * self.pipeline.vae.config.downscale

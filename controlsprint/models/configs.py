@@ -208,6 +208,32 @@ TINY_TEXT = CLIPTextConfig(
 )
 
 
+# The embedded default model: 128 px images, a 4x VAE (32x32x4 latents), a three-level UNet with
+# cross-attention on the two lower levels, and a small CLIP-architecture text encoder with a
+# 32-token context (the synthetic captions are short).
+EMBEDDED_VAE = VAEConfig(
+    block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=32, sample_size=128
+)
+EMBEDDED_UNET = UNetConfig(
+    sample_size=32,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(64, 128, 128),
+    layers_per_block=1,
+    cross_attention_dim=64,
+    attention_head_dim=4,
+)
+EMBEDDED_TEXT = CLIPTextConfig(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=32,
+    projection_dim=64,
+)
+EMBEDDED_CONDITIONING_CHANNELS = (16, 32, 64)  # two stride-2 steps: 128 px conditions -> 32x32 latents
+
+
 def controlnet_config_from_unet(unet: UNetConfig, **changes: Any) -> ControlNetConfig:
     """The ControlNet config that mirrors a UNet's encoder (so it can be initialised from the UNet)."""
     shared = {f.name: getattr(unet, f.name) for f in dataclasses.fields(EncoderConfig)}

@@ -1,0 +1,122 @@
+"""The training config: one frozen dataclass tree, every key commented, overridable with --set.
+
+Config files in `train/configs/` build one of these in `get_config()`. Group by group:
+  model    what is trained and what it starts from
+  data     the dataset (parquet format of `controlsprint synth/prepare`) and how it is read
+  optim    optimiser, schedule, clipping, accumulation, EMA
+  mesh     the device mesh: axes `data` (replicas) and `fsdp` (parameter sharding)
+  run      steps, batch, precision, checkpoints, logging, validation, export
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    # What the run trains: a ControlNet (base frozen), the base UNet (text-to-image; VAE and text
+    # encoder frozen), or the VAE (autoencoder on the images).
+    mode: Literal["controlnet", "unet", "vae"] = "controlnet"
+    # A diffusers-layout pipeline folder to start from (a real SD1.5 folder, or a previous run's
+    # export). None: build a fresh pipeline of `architecture`.
+    base: str | None = None
+    # Architecture for fresh components: "tiny" (tests), "embedded" (the shipped default), "sd15".
+    architecture: Literal["tiny", "embedded", "sd15"] = "tiny"
+    # The ControlNet starts as a copy of the UNet's encoder (the ControlNet paper) or from scratch.
+    controlnet_init: Literal["unet", "scratch"] = "unet"
+    # Name of the condition: the dataset column to read and the ControlNet's name in exports.
+    condition: str = "canny"
+    # Fresh tokenizer: a word-level vocabulary built from the dataset's captions (only without `base`).
+    tokenizer_from_dataset: bool = True
+    seed: int = 0  # seed of fresh parameter initialisation
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    path: str = "data/synth"  # dataset directory (manifest.json + data/*.parquet)
+    resolution: int = 128  # images are resized (short side) and centre-cropped to this square
+    seed: int = 0  # data order: a fixed permutation per (seed, epoch), so a resumed run sees the same batches
+    caption_dropout: float = 0.1  # probability of training on the empty prompt (enables CFG)
+    prefetch: int = 2  # batches decoded ahead on a background thread
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
+    learning_rate: float = 1e-4
+    schedule: Literal["constant", "cosine"] = "constant"  # after warmup
+    warmup_steps: int = 0  # linear warmup from 0
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global-norm clipping; 0 turns it off
+    grad_accum: int = 1  # micro-batches per step (the batch is split, gradients summed, one update)
+    ema_decay: float = 0.0  # exponential moving average of the trained weights; 0 = off
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshSection:
+    data: int = -1  # replicas; -1 = all devices / fsdp
+    fsdp: int = 1  # shard parameters and optimiser state over this many devices (ZeRO-3 style)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSection:
+    output_dir: str = "runs/tiny"  # checkpoints, logs, validation images, export
+    steps: int = 100  # optimiser steps in total
+    batch_size: int = 8  # global batch (all processes together); divisible by the device count
+    seed: int = 0  # noise, timesteps and caption dropout: fold_in(seed, step), so resume is exact
+    dtype: Literal["float32", "bfloat16"] = "float32"  # compute dtype; parameters stay float32
+    remat: bool = False  # rematerialise UNet/ControlNet blocks in the backward pass (memory for compute)
+    log_every: int = 10  # scalars to TensorBoard and the progress bar
+    checkpoint_every: int = 50  # orbax checkpoint interval (and always at the end)
+    keep_checkpoints: int = 2  # how many to keep
+    async_checkpoints: bool = True  # write checkpoints in the background while training continues
+    validate_every: int = 0  # validation grid + controllability metric; 0 = only at the end
+    validation_samples: int = 4  # how many dataset rows (conditions, prompts) to validate on
+    validation_steps: int = 20  # sampler steps for validation images
+    export: bool = True  # write Flax and PyTorch-diffusers folders at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    name: str = "tiny"
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    mesh: MeshSection = dataclasses.field(default_factory=MeshSection)
+    run: RunSection = dataclasses.field(default_factory=RunSection)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Range checks the dataclass types cannot express; one UserError naming the key."""
+    from controlsprint.errors import UserError
+
+    checks = [
+        ("run.steps", cfg.run.steps >= 1, ">= 1"),
+        ("run.batch_size", cfg.run.batch_size >= 1, ">= 1"),
+        ("run.log_every", cfg.run.log_every >= 1, ">= 1"),
+        ("run.checkpoint_every", cfg.run.checkpoint_every >= 1, ">= 1"),
+        ("run.keep_checkpoints", cfg.run.keep_checkpoints >= 1, ">= 1"),
+        ("run.validate_every", cfg.run.validate_every >= 0, ">= 0"),
+        ("run.validation_samples", cfg.run.validation_samples >= 1, ">= 1"),
+        ("run.validation_steps", cfg.run.validation_steps >= 1, ">= 1"),
+        ("data.resolution", cfg.data.resolution >= 8 and cfg.data.resolution % 8 == 0, "a multiple of 8"),
+        ("data.caption_dropout", 0.0 <= cfg.data.caption_dropout <= 1.0, "in [0, 1]"),
+        ("optim.learning_rate", cfg.optim.learning_rate > 0, "> 0"),
+        ("optim.warmup_steps", cfg.optim.warmup_steps >= 0, ">= 0"),
+        ("optim.grad_clip", cfg.optim.grad_clip >= 0, ">= 0"),
+        ("optim.grad_accum", cfg.optim.grad_accum >= 1, ">= 1"),
+        ("optim.ema_decay", 0.0 <= cfg.optim.ema_decay < 1.0, "in [0, 1)"),
+        ("mesh.fsdp", cfg.mesh.fsdp >= 1, ">= 1"),
+        ("mesh.data", cfg.mesh.data == -1 or cfg.mesh.data >= 1, "-1 or >= 1"),
+    ]
+    for key, ok, rule in checks:
+        if not ok:
+            raise UserError(f"config {key}: must be {rule}")
+    if cfg.run.batch_size % cfg.optim.grad_accum:
+        raise UserError(
+            f"config run.batch_size={cfg.run.batch_size} must divide by optim.grad_accum={cfg.optim.grad_accum}"
+        )

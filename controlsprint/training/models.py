@@ -1,0 +1,111 @@
+"""What a run starts from: the base pipeline (loaded or fresh) and the initial trainable parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from controlsprint.errors import UserError
+from controlsprint.models import configs as C
+from controlsprint.models.components import init_params
+from controlsprint.models.convert import flatten, unflatten
+from controlsprint.models.io import Component
+from controlsprint.models.pipeline import Pipeline, load_pipeline
+from controlsprint.training.config import TrainConfig
+
+# (vae, unet, text encoder, conditioning-embedding channels) per fresh architecture
+ARCHITECTURES = {
+    "tiny": (C.TINY_VAE, C.TINY_UNET, C.TINY_TEXT, C.TINY_CONTROLNET.conditioning_embedding_out_channels),
+    "embedded": (C.EMBEDDED_VAE, C.EMBEDDED_UNET, C.EMBEDDED_TEXT, C.EMBEDDED_CONDITIONING_CHANNELS),
+    "sd15": (C.SD15_VAE, C.SD15_UNET, C.SD15_TEXT, C.SD15_CONTROLNET.conditioning_embedding_out_channels),
+}
+
+# An SD1.5-style DDIM config written with every key, so diffusers reads back the same schedule.
+FRESH_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "_diffusers_version": "0.39.0",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StartingPoint:
+    pipeline: Pipeline  # frozen components + tokenizer (+ the trained one's starting weights)
+    trainable: Component  # what the optimiser updates
+
+
+def fresh_pipeline(cfg: TrainConfig, captions: list[str]) -> Pipeline:
+    from controlsprint.models.vocab import build_word_tokenizer
+
+    vae_cfg, unet_cfg, text_cfg, _ = ARCHITECTURES[cfg.model.architecture]
+    if cfg.model.architecture == "sd15" or not cfg.model.tokenizer_from_dataset:
+        raise UserError("a fresh pipeline needs model.tokenizer_from_dataset=true (or give model.base)")
+    tokenizer = build_word_tokenizer(captions, max_length=text_cfg.max_position_embeddings)
+    text_cfg = dataclasses.replace(
+        text_cfg,
+        vocab_size=len(tokenizer.vocab),
+        bos_token_id=tokenizer.bos_id,
+        eos_token_id=tokenizer.eos_id,
+        pad_token_id=tokenizer.pad_id,
+    )
+    seed = cfg.model.seed
+    return Pipeline(
+        unet=Component("unet", unet_cfg, init_params(unet_cfg, seed)),
+        vae=Component("vae", vae_cfg, init_params(vae_cfg, seed + 1)),
+        text_encoder=Component("text_encoder", text_cfg, init_params(text_cfg, seed + 2)),
+        tokenizer=tokenizer,
+        scheduler_config=FRESH_SCHEDULER,
+        meta={"architecture": cfg.model.architecture},
+    )
+
+
+def controlnet_from_unet(unet: Component, conditioning_channels: tuple[int, ...], seed: int, copy: bool):
+    """A ControlNet mirroring `unet`'s encoder; with `copy`, its encoder weights start as the UNet's."""
+    cn_cfg = C.controlnet_config_from_unet(
+        unet.config, conditioning_embedding_out_channels=conditioning_channels
+    )
+    params = flatten(init_params(cn_cfg, seed))
+    if copy:
+        source = flatten(unet.params)
+        for path, value in params.items():
+            twin = source.get(path)
+            # conv_in of an inpainting UNet takes 9 channels; the ControlNet's takes 4: keep it fresh.
+            if twin is not None and tuple(np.shape(twin)) == tuple(np.shape(value)):
+                params[path] = np.asarray(twin)
+    return Component("controlnet", cn_cfg, unflatten(params))
+
+
+def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
+    """The pipeline to train against and the component to train, per `cfg.model`."""
+    pipeline = (
+        load_pipeline(cfg.model.base, with_controlnets=False)
+        if cfg.model.base
+        else fresh_pipeline(cfg, captions)
+    )
+    mode = cfg.model.mode
+    if mode == "vae":
+        return StartingPoint(pipeline, pipeline.vae)
+    if mode == "unet":
+        return StartingPoint(pipeline, pipeline.unet)
+    # Our own pipelines record their architecture; anything else (a real SD folder) gets SD's embedding.
+    architecture = pipeline.meta.get("architecture", "sd15")
+    channels = ARCHITECTURES.get(architecture, ARCHITECTURES["sd15"])[3]
+    vae_levels = len(pipeline.vae.config.block_out_channels)
+    if len(channels) != vae_levels:  # the condition embedding must downsample exactly as much as the VAE
+        raise UserError(
+            f"model.base: a {vae_levels}-level VAE needs a {vae_levels}-level conditioning embedding "
+            f"(architecture '{architecture}' has {len(channels)})"
+        )
+    controlnet = controlnet_from_unet(
+        pipeline.unet, channels, cfg.model.seed + 3, cfg.model.controlnet_init == "unet"
+    )
+    return StartingPoint(pipeline, controlnet)

@@ -1,0 +1,29 @@
+"""The optimiser: global-norm clipping, then AdamW on a warmup + constant/cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import optax
+
+from controlsprint.training.config import OptimSection
+
+
+def learning_rate_schedule(cfg: OptimSection, total_steps: int) -> optax.Schedule:
+    warmup = max(0, min(cfg.warmup_steps, total_steps))
+    if cfg.schedule == "cosine":
+        after = optax.cosine_decay_schedule(cfg.learning_rate, max(1, total_steps - warmup))
+    else:
+        after = optax.constant_schedule(cfg.learning_rate)
+    if warmup == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, warmup), after], [warmup])
+
+
+def make_optimizer(cfg: OptimSection, total_steps: int) -> optax.GradientTransformation:
+    adamw = optax.adamw(
+        learning_rate_schedule(cfg, total_steps),
+        b1=cfg.b1,
+        b2=cfg.b2,
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+    )
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw) if cfg.grad_clip > 0 else adamw

@@ -1,0 +1,134 @@
+"""The train state and the one pure `train_step(state, batch, rng) -> (state, metrics)`.
+
+`StepContext` holds everything static (modules, noise schedule, optimiser, settings); the trainer
+binds it with `functools.partial` and jits the result once, with explicit shardings and the state
+donated. Frozen components (VAE, text encoder, base UNet) ride in `state.frozen` and come back
+untouched: gradients are taken with respect to `state.params` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from controlsprint.schedulers import NoiseSchedule, sample_timesteps, training_target
+from controlsprint.schedulers import add_noise as noisy_sample
+
+VAE_KL_WEIGHT = 1e-6  # as Stable Diffusion's autoencoder: the KL term only keeps latents tame
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimiser steps taken
+    params: Any  # the trained component
+    opt_state: Any
+    ema: Any  # EMA of params (None when off)
+    frozen: Any  # {"vae":..., "text_encoder":..., "unet":...} as the mode needs; never updated
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StepContext:
+    mode: str  # "controlnet" | "unet" | "vae"
+    modules: dict  # Flax modules: "vae", "text_encoder", "unet", "controlnet" (as needed)
+    schedule: NoiseSchedule
+    scaling_factor: float
+    optimizer: optax.GradientTransformation
+    caption_dropout: float
+    empty_ids: np.ndarray  # token ids of the empty prompt [T]
+    grad_accum: int = 1
+    ema_decay: float = 0.0
+
+
+def init_state(ctx: StepContext, params: Any, frozen: Any) -> TrainState:
+    ema = jax.tree_util.tree_map(jnp.array, params) if ctx.ema_decay > 0 else None
+    return TrainState(jnp.zeros((), jnp.int32), params, ctx.optimizer.init(params), ema, frozen)
+
+
+# -- losses ---------------------------------------------------------------------------------------------
+
+
+def _vae_loss(ctx: StepContext, params, frozen, batch, rng):
+    vae = ctx.modules["vae"]
+    pixels = batch["pixels"]
+    mean, logvar = vae.apply({"params": params}, pixels, method="encode")
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    recon = vae.apply({"params": params}, z, method="decode")
+    kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+    return jnp.mean(jnp.abs(recon - pixels)) + VAE_KL_WEIGHT * kl
+
+
+def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
+    """Noise-prediction (or v / x0, per the schedule) MSE of the UNet, steered by the ControlNet if any."""
+    rng_latent, rng_noise, rng_t, rng_drop = jax.random.split(rng, 4)
+    mean, logvar = ctx.modules["vae"].apply({"params": frozen["vae"]}, batch["pixels"], method="encode")
+    latents = (mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng_latent, mean.shape)) * ctx.scaling_factor
+    ids = batch["ids"]
+    dropped = jax.random.uniform(rng_drop, (ids.shape[0], 1)) < ctx.caption_dropout
+    ids = jnp.where(dropped, jnp.asarray(ctx.empty_ids)[None], ids)
+    text = ctx.modules["text_encoder"].apply({"params": frozen["text_encoder"]}, ids)[0]
+    noise = jax.random.normal(rng_noise, latents.shape)
+    t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0])
+    noisy = noisy_sample(ctx.schedule, latents, noise, t)
+    if ctx.mode == "controlnet":
+        down, mid = ctx.modules["controlnet"].apply({"params": params}, noisy, t, text, batch["cond"])
+        prediction = ctx.modules["unet"].apply({"params": frozen["unet"]}, noisy, t, text, down, mid)
+    else:
+        prediction = ctx.modules["unet"].apply({"params": params}, noisy, t, text)
+    target = training_target(ctx.schedule, latents, noise, t)
+    return jnp.mean(jnp.square(prediction - target))
+
+
+def loss_fn(ctx: StepContext, params, frozen, batch, rng) -> jax.Array:
+    return (_vae_loss if ctx.mode == "vae" else _denoising_loss)(ctx, params, frozen, batch, rng)
+
+
+# -- the step -------------------------------------------------------------------------------------------
+
+
+def _gradients(ctx: StepContext, params, frozen, batch, rng):
+    """Mean loss and gradient over the batch, in `grad_accum` sequential micro-batches."""
+    grad_fn = jax.value_and_grad(lambda p, b, r: loss_fn(ctx, p, frozen, b, r))
+    if ctx.grad_accum == 1:
+        return grad_fn(params, batch, rng)
+    # Micro-batch i takes rows i, i+k, i+2k...: every device's shard holds rows of every micro-batch,
+    # so splitting needs no communication and does not depend on the device count.
+    micro = jax.tree_util.tree_map(
+        lambda x: x.reshape(-1, ctx.grad_accum, *x.shape[1:]).swapaxes(0, 1), batch
+    )
+
+    def accumulate(carry, inputs):
+        loss_sum, grad_sum = carry
+        micro_batch, index = inputs
+        loss, grads = grad_fn(params, micro_batch, jax.random.fold_in(rng, index))
+        return (loss_sum + loss, jax.tree_util.tree_map(jnp.add, grad_sum, grads)), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    (loss, grads), _ = jax.lax.scan(accumulate, (0.0, zeros), (micro, jnp.arange(ctx.grad_accum)))
+    scale = 1.0 / ctx.grad_accum
+    return loss * scale, jax.tree_util.tree_map(lambda g: g * scale, grads)
+
+
+def train_step(ctx: StepContext, state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+    """One optimiser step. A non-finite loss leaves the state unchanged (metrics say so)."""
+    loss, grads = _gradients(ctx, state.params, state.frozen, batch, rng)
+    updates, opt_state = ctx.optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = state.ema
+    if ema is not None:
+        decay = ctx.ema_decay
+        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+    finite = jnp.isfinite(loss)
+    # Keep the last good state when the loss blows up, so the trainer can stop with it intact.
+    keep_good = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+    step, params, opt_state, ema = keep_good(
+        (state.step + 1, params, opt_state, ema), (state.step, state.params, state.opt_state, state.ema)
+    )
+    new = TrainState(step, params, opt_state, ema, state.frozen)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+    return new, metrics

@@ -1,0 +1,348 @@
+"""The training loop, in labelled sections: setup, model, state, data, loop, finish.
+
+    summary = train(get_config(), resume=False)
+
+One jitted `train_step` (see step.py), compiled once ahead of time with explicit shardings and the
+state donated. Data order, noise and dropout are pure functions of (seed, step), so a run resumed
+from a checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from controlsprint.config import to_dict
+from controlsprint.errors import UserError
+from controlsprint.training import sharding as shd
+from controlsprint.training.config import TrainConfig, check_config
+from controlsprint.training.step import StepContext, init_state, train_step
+
+PEAK_FLOPS = {
+    "cpu": 200e9,
+    "tpu": 275e12,
+    "gpu": 989e12,
+}  # per device: 2-core dev box, TPU v4 chip, H100 bf16
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved. `exit_code` follows the shell convention."""
+
+    def __init__(self, signum: int, step: int):
+        self.exit_code = 128 + signum
+        self.step = step
+        super().__init__(
+            f"stopped by signal {signum} at step {step}; checkpoint saved, continue with --resume"
+        )
+
+
+class Diverged(UserError):
+    pass
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps (then saves and stops)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict:
+    # == 1. setup: config, mesh, output, data ==========================================================
+    from controlsprint.data.reader import ShardedDataset
+    from controlsprint.schedulers import from_diffusers_config
+    from controlsprint.training.checkpoints import Checkpointer
+    from controlsprint.training.models import starting_point
+    from controlsprint.training.optim import learning_rate_schedule, make_optimizer
+
+    check_config(cfg)
+    mode = cfg.model.mode
+    out = Path(cfg.run.output_dir)
+    dataset = ShardedDataset(cfg.data.path)
+    condition = cfg.model.condition if mode == "controlnet" else None
+    dataset.column_for(condition)  # a missing condition column is an error now, not at step 1
+    mesh = shd.make_mesh(cfg.mesh)
+    shd.check_batch(cfg.run.batch_size, mesh, cfg.optim.grad_accum)
+    checkpointer = Checkpointer(
+        out / "checkpoints", keep=cfg.run.keep_checkpoints, asynchronous=cfg.run.async_checkpoints
+    )
+    if checkpointer.latest_step() is not None and not resume:
+        raise UserError(f"{out} already has checkpoints; pass --resume to continue, or set run.output_dir")
+
+    # == 2. model: starting point, modules, the step ===================================================
+    texts = dataset.read_rows(np.arange(len(dataset)), ["text"])["text"]
+    start = starting_point(cfg, texts)
+    pipeline = start.pipeline
+    dtype = jnp.bfloat16 if cfg.run.dtype == "bfloat16" else jnp.float32
+    trained_module = start.trainable.module(
+        dtype=dtype, **({} if mode == "vae" else {"remat": cfg.run.remat})
+    )
+    modules = {
+        "vae": pipeline.vae.module(dtype=dtype),
+        "text_encoder": pipeline.text_encoder.module(dtype=dtype),
+    }
+    modules["unet"] = pipeline.unet.module(dtype=dtype, remat=cfg.run.remat)
+    modules[mode] = trained_module
+    frozen = {
+        "vae": {},
+        "unet": {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params},
+        "controlnet": {
+            "vae": pipeline.vae.params,
+            "text_encoder": pipeline.text_encoder.params,
+            "unet": pipeline.unet.params,
+        },
+    }[mode]
+    ctx = StepContext(
+        mode=mode,
+        modules=modules,
+        schedule=from_diffusers_config(pipeline.scheduler_config),
+        scaling_factor=float(pipeline.vae.config.scaling_factor),
+        optimizer=make_optimizer(cfg.optim, cfg.run.steps),
+        caption_dropout=cfg.data.caption_dropout,
+        empty_ids=pipeline.tokenizer([""])[0],
+        grad_accum=cfg.optim.grad_accum,
+        ema_decay=cfg.optim.ema_decay,
+    )
+
+    # == 3. state: fresh (sharded by the rules) or restored =============================================
+    abstract = jax.eval_shape(functools.partial(init_state, ctx), start.trainable.params, frozen)
+    state_sharding = shd.tree_shardings(mesh, abstract)
+    state = jax.jit(functools.partial(init_state, ctx), out_shardings=state_sharding)(
+        start.trainable.params, frozen
+    )
+    first_step = 0
+    if resume and checkpointer.latest_step() is not None:
+        state, record = checkpointer.restore(state)
+        first_step = int(jax.device_get(state.step))
+        _log(f"resumed {out} at step {first_step}")
+    batch_keys = ["pixels"] + ([] if mode == "vae" else ["ids"]) + (["cond"] if mode == "controlnet" else [])
+    batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
+    step_fn = jax.jit(
+        functools.partial(train_step, ctx),
+        in_shardings=(state_sharding, batch_sharding, shd.replicated(mesh)),
+        out_shardings=(state_sharding, shd.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+    # == 4. data: this process's slice of every global batch, from the current step ====================
+    per_process = cfg.run.batch_size // jax.process_count()
+    stream = dataset.batches(
+        per_process,
+        seed=cfg.data.seed,
+        condition=condition,
+        resolution=cfg.data.resolution,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        start_step=first_step,
+        prefetch=cfg.data.prefetch,
+    )
+
+    def host_batch(raw: dict) -> dict:
+        batch = {"pixels": raw["pixel_values"]}
+        if mode != "vae":
+            batch["ids"] = pipeline.tokenizer(raw["text"])
+        if mode == "controlnet":
+            batch["cond"] = raw["conditioning_pixel_values"]
+        return batch
+
+    # == 5. loop =======================================================================================
+    from tqdm import tqdm
+
+    from controlsprint.training.logs import RunLogger
+
+    is_main = jax.process_index() == 0
+    logger = RunLogger(out, enabled=is_main, config=to_dict(cfg))
+    lr_at = learning_rate_schedule(cfg.optim, cfg.run.steps)
+    base_key = jax.random.key(cfg.run.seed)
+    record = {"config": to_dict(cfg), "mode": mode, "condition": cfg.model.condition}
+    validator = _validator(cfg, dataset, pipeline, start.trainable, condition) if is_main else None
+    compiled, flops, window_start, window_steps = None, 0.0, time.perf_counter(), 0
+    peak = PEAK_FLOPS.get(jax.devices()[0].platform, 200e9) * mesh.size
+    metrics_host: dict = {}
+    bar = tqdm(
+        total=cfg.run.steps,
+        initial=first_step,
+        desc=cfg.name,
+        unit="step",
+        disable=not (progress and is_main),
+    )
+    with _StopFlag() as stop:
+        for step in range(first_step, cfg.run.steps):
+            batch = shd.global_batch(mesh, host_batch(next(stream)))
+            rng = jax.random.fold_in(base_key, step)
+            if compiled is None:  # compile once, ahead of time, and read the step's cost
+                compiled = step_fn.lower(state, batch, rng).compile()
+                cost = compiled.cost_analysis()
+                flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
+                window_start = time.perf_counter()
+            state, metrics = compiled(state, batch, rng)
+            metrics_host = jax.device_get(metrics)
+            if not metrics_host["finite"]:
+                checkpointer.wait()
+                raise Diverged(
+                    f"loss became {float(metrics_host['loss'])} at step {step + 1}; stopped with the last good "
+                    f"checkpoint intact in {out / 'checkpoints'} (lower optim.learning_rate?)"
+                )
+            window_steps += 1
+            bar.update(1)
+            done = step + 1
+            if done % cfg.run.log_every == 0 or done == cfg.run.steps:
+                elapsed = time.perf_counter() - window_start
+                rate = window_steps / max(elapsed, 1e-9)
+                scalars = {
+                    "loss": float(metrics_host["loss"]),
+                    "grad_norm": float(metrics_host["grad_norm"]),
+                    "lr": float(lr_at(step)),
+                    "samples_per_s": rate * cfg.run.batch_size,
+                    "mfu": rate * flops / peak,
+                }
+                logger.scalars(done, scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", sps=f"{scalars['samples_per_s']:.1f}")
+                window_start, window_steps = time.perf_counter(), 0
+            if done % cfg.run.checkpoint_every == 0 and done < cfg.run.steps:
+                checkpointer.save(state, {**record, "step": done, "samples_seen": done * cfg.run.batch_size})
+            if cfg.run.validate_every and done % cfg.run.validate_every == 0 and done < cfg.run.steps:
+                _validate(validator, logger, out, done, _export_params(state))
+            if stop.signum is not None:
+                checkpointer.save(state, {**record, "step": done}, wait=True)
+                checkpointer.close()
+                bar.close()
+                raise Interrupted(stop.signum, done)
+    bar.close()
+
+    # == 6. finish: final checkpoint, validation, export ===============================================
+    final_step = int(jax.device_get(state.step))
+    checkpointer.save(
+        state, {**record, "step": final_step, "samples_seen": final_step * cfg.run.batch_size}, wait=True
+    )
+    checkpointer.close()
+    params = _export_params(state)
+    summary = {
+        "steps": final_step,
+        "loss": float(metrics_host.get("loss", float("nan"))),
+        "output_dir": str(out),
+    }
+    if is_main:
+        grid, scores = _validate(validator, logger, out, final_step, params)
+        summary["validation"] = scores
+        if cfg.run.export:
+            summary["export"] = str(_export(cfg, pipeline, start.trainable, params, dataset, scores))
+        logger.loss_curve()
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.close()
+    stream.close()
+    return summary
+
+
+def _export_params(state):
+    """Host copies of the weights to publish (the EMA when there is one), from every process."""
+    from jax.experimental import multihost_utils
+
+    tree = state.ema if state.ema is not None else state.params
+    if jax.process_count() > 1:
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
+def _validator(cfg: TrainConfig, dataset, pipeline, trainable, condition):
+    from controlsprint.training.validate import Validator
+
+    count = min(cfg.run.validation_samples, len(dataset))
+    examples = dataset.examples(np.arange(count), resolution=cfg.data.resolution, condition=condition)
+    if cfg.model.mode == "controlnet":  # the validator's core needs the ControlNet being trained
+        pipeline = pipeline.with_controlnets({cfg.model.condition: trainable})
+    return Validator(pipeline, cfg.model.mode, cfg.model.condition, examples, cfg.run.validation_steps)
+
+
+def _validate(validator, logger, out: Path, step: int, params) -> tuple:
+    if validator is None:
+        return None, {}
+    from controlsprint.imageio import save_png
+
+    image, scores = validator.run(params)
+    save_png(out / "validation" / f"step_{step:06d}.png", image)
+    logger.image(step, "validation", image)
+    if scores:
+        logger.validation(step, scores)
+        _log(f"validation at step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    return image, scores
+
+
+def _export(cfg: TrainConfig, pipeline, trainable, params, dataset, scores) -> Path:
+    """The run's result as a pipeline folder (Flax layout) plus a PyTorch-diffusers copy."""
+    from controlsprint.models.export import export
+    from controlsprint.models.io import Component
+    from controlsprint.models.pipeline import save_pipeline
+
+    out = Path(cfg.run.output_dir) / "export"
+    trained = Component(trainable.kind, trainable.config, params)
+    meta = {**pipeline.meta, "base_model": cfg.model.base or f"controlsprint/{cfg.model.architecture}-fresh"}
+    meta["training"] = {
+        "config": cfg.name,
+        "steps": cfg.run.steps,
+        "batch_size": cfg.run.batch_size,
+        "data_seed": cfg.data.seed,
+    }
+    if scores:
+        meta["eval"] = scores
+    if cfg.model.mode == "vae":
+        trained = _with_latent_scaling(trained, dataset, cfg)
+        result = dataclasses.replace(pipeline, vae=trained, meta=meta)
+    elif cfg.model.mode == "unet":
+        result = dataclasses.replace(pipeline, unet=trained, meta=meta)
+    else:
+        result = dataclasses.replace(
+            pipeline,
+            controlnets={cfg.model.condition: trained},
+            meta={**meta, "condition": cfg.model.condition},
+        )
+    save_pipeline(out / "pipeline", result)
+    export(out / "pipeline", out / "pytorch", fmt="pytorch", overwrite=True)
+    return out / "pipeline"
+
+
+def _with_latent_scaling(vae, dataset, cfg: TrainConfig, samples: int = 256):
+    """Stable Diffusion scales latents to unit variance: scaling_factor = 1 / std of encoded latents."""
+    count = min(samples, len(dataset))
+    pixels = (
+        dataset.examples(np.arange(count), resolution=cfg.data.resolution)["images"].astype(np.float32)
+        / 127.5
+        - 1.0
+    )
+    module = vae.module()
+    means = [
+        np.asarray(module.apply({"params": vae.params}, pixels[i : i + 32], method="encode")[0])
+        for i in range(0, count, 32)
+    ]
+    std = float(np.concatenate(means).std())
+    return dataclasses.replace(
+        vae, config=dataclasses.replace(vae.config, scaling_factor=round(1.0 / std, 5))
+    )
