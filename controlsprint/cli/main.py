@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.train",
     "controlsprint.cli.generate",
     "controlsprint.cli.export",
+    "controlsprint.cli.demo",
 )
 
 EPILOG = """\

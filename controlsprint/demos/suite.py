@@ -1,0 +1,32 @@
+"""The suite: every app as a tab of one page, all over one shared core (the model loads once).
+
+Run it with `controlsprint demo` (or `controlsprint demo all`) or `python demos/suite.py`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import gradio as gr
+
+from controlsprint.demos import APPS
+from controlsprint.demos.core import SharedCore
+
+TITLE = "controlsprint demos"
+INTRO = (
+    "ControlNet apps over one model: pick a tab. Every tab shows the condition the model gets "
+    "(edges, regions, hand skeletons, brightness) before it generates."
+)
+
+
+def create_demo(core) -> gr.Blocks:
+    """Every app of `APPS` in its own tab, over the same `core` (an `InferenceCore` or a `SharedCore`)."""
+    shared = SharedCore.of(core)
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as suite:
+        gr.Markdown(f"## {TITLE}\n\n{INTRO}")
+        with gr.Tabs():
+            for name, module_name in APPS.items():
+                app = importlib.import_module(module_name)
+                with gr.Tab(app.TITLE, id=name):
+                    app.create_demo(shared).render()
+    return suite

@@ -1,0 +1,23 @@
+"""Segmentation control (SAM or the offline segmenter; editable map), runnable alone:
+
+    python demos/sam.py [--model DIR] [--host 127.0.0.1] [--port N] [--share]
+
+The app itself is `controlsprint.demos.sam.create_demo(core)` (installed with the package, so
+`controlsprint demo sam` and the Spaces use the same code); this file only serves it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a fresh clone works without an install
+
+from controlsprint.demos.sam import create_demo  # noqa: E402  (the app factory)
+
+__all__ = ["create_demo"]
+
+if __name__ == "__main__":
+    from controlsprint.demos.launch import run_script
+
+    sys.exit(run_script("sam"))
