@@ -95,7 +95,7 @@ def validate(request: Request) -> None:
     for size_name in ("height", "width"):
         size = getattr(request, size_name)
         if size is not None:
-            _number(size_name, size, 64, 4096, integer=True)
+            _number(size_name, size, 8, 4096, integer=True)
     names = [c.name for c in request.controls]
     if len(set(names)) != len(names):
         raise UserError(f"control {sorted(n for n in names if names.count(n) > 1)[0]} given twice")

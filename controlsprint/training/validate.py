@@ -64,7 +64,8 @@ class Validator:
         for image, cond, text in zip(
             self.examples["images"], self.examples["conditions"], self.examples["texts"], strict=True
         ):
-            common = {"steps": self.steps, "seed": self.seed, "guidance": 5.0}
+            size = image.shape[0]
+            common = {"steps": self.steps, "seed": self.seed, "guidance": 5.0, "height": size, "width": size}
             if self.mode == "unet":
                 rows.append([image, self.core.generate(make_request(text, **common))[0]])
                 continue
