@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.prepare",
     "controlsprint.cli.train",
     "controlsprint.cli.generate",
+    "controlsprint.cli.eval",
     "controlsprint.cli.export",
     "controlsprint.cli.demo",
 )

@@ -37,7 +37,9 @@ class InferenceCore:
     def __init__(self, pipeline: Pipeline, *, devices: list | None = None):
         self.pipeline = pipeline
         self.schedule = from_diffusers_config(pipeline.scheduler_config)
-        self.mesh = Mesh(np.array(devices or jax.devices()), ("data",))
+        # This process's devices: in a multi-process run (validation during training) each process
+        # generates on its own; a global mesh would turn every device_put into a collective.
+        self.mesh = Mesh(np.array(devices or jax.local_devices()), ("data",))
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
         self._batch_sharded = NamedSharding(self.mesh, PartitionSpec("data"))
         self._params = {

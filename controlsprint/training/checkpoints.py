@@ -7,6 +7,7 @@ run killed mid-save still restores from the newest complete one.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,24 @@ def _trained(state: TrainState) -> dict[str, Any]:
     return tree
 
 
+@functools.cache
+def _save_replicated_arrays_from_one_replica() -> None:
+    """orbax 0.12 slices replicated arrays between replicas inside `jax.sharding.set_mesh(...)`, which is
+    not a context manager in jax 0.6; save each replicated array from its first replica instead."""
+    import absl.logging
+    import orbax.checkpoint as ocp
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # the override is intended; keep its warning quiet
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True
+    )
+
+
 class Checkpointer:
     def __init__(self, directory: Path, *, keep: int, asynchronous: bool):
         import orbax.checkpoint as ocp
 
+        _save_replicated_arrays_from_one_replica()
         self._ocp = ocp
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(

@@ -259,7 +259,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     logger.close()
     stream.close()
+    _wait_for_every_process("controlsprint-train-finished")
     return summary
+
+
+def _wait_for_every_process(name: str, timeout_s: int = 3600) -> None:
+    """Keep the processes together until process 0 has validated and exported: a process that exits
+    early would leave JAX's shutdown barrier waiting on one that is still busy."""
+    if jax.process_count() > 1:
+        from jax._src import distributed
+
+        distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
 
 
 def _export_params(state):
