@@ -1,6 +1,6 @@
 """Make the demos' bundled example images (controlsprint/demos/examples/): small PNGs, all ours.
 
-    python demos/make_examples.py
+    python demos/make_examples.py [--out DIR]
 
 Shapes, grey and hands pictures come from the project's synthetic generator (fixed seeds, so the
 files are the same on every run); the room is drawn here with a few OpenCV polygons. Captions go to
@@ -9,7 +9,9 @@ examples.json, where the apps read their example prompts.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,23 +68,34 @@ def draw_room(width: int = 384, height: int = 256) -> np.ndarray:
     return room
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    captions = {}
-    for name, kind, row, size in SYNTH:
-        scene = render_scene(kind, row_seed(SEED, row), size)
-        save_png(OUT / name, scene.image)
-        captions[name] = scene.caption
+def write_examples(out: Path) -> dict[str, str]:
+    """Write every example image and examples.json into `out`; returns {file: caption}."""
     import cv2
 
-    grey = cv2.cvtColor(cv2.imread(str(OUT / "colours.png")), cv2.COLOR_BGR2GRAY)
-    save_png(OUT / "grey.png", grey)  # the colorization example: the colour scene without its colours
+    out.mkdir(parents=True, exist_ok=True)
+    images, captions = {}, {}
+    for name, kind, row, size in SYNTH:
+        scene = render_scene(kind, row_seed(SEED, row), size)
+        images[name], captions[name] = scene.image, scene.caption
+    # The colorization example: a colour scene without its colours (BT.601 luma, as the gray condition).
+    images["grey.png"] = cv2.cvtColor(images.pop("colours.png"), cv2.COLOR_RGB2GRAY)
     captions["grey.png"] = captions.pop("colours.png")
-    (OUT / "colours.png").unlink()
-    save_png(OUT / "room.png", draw_room())
+    images["room.png"] = draw_room()
     captions["room.png"] = "a living room with a blue sofa, a window and a wooden floor"
-    (OUT / "examples.json").write_text(json.dumps(captions, indent=2) + "\n")
-    for name, caption in captions.items():
+    for name, pixels in images.items():
+        os.chmod(save_png(out / name, pixels), 0o644)  # save_png's temporary file was private
+    (out / "examples.json").write_text(json.dumps(captions, indent=2) + "\n")
+    return captions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=OUT, help=f"folder to write (default: {OUT.relative_to(REPO)})"
+    )
+    for name, caption in write_examples(parser.parse_args().out).items():
         print(f"{name}: {caption}")
 
 

@@ -22,11 +22,14 @@ INTRO = (
 def create_demo(core) -> gr.Blocks:
     """Every app of `APPS` in its own tab, over the same `core` (an `InferenceCore` or a `SharedCore`)."""
     shared = SharedCore.of(core)
+    modules = {name: importlib.import_module(module) for name, module in APPS.items()}
+    # Built before the suite's own context: a Blocks made inside another renders itself in place, and
+    # `.render()` below would then add a second copy.
+    apps = {name: module.create_demo(shared) for name, module in modules.items()}
     with gr.Blocks(title=TITLE, analytics_enabled=False) as suite:
         gr.Markdown(f"## {TITLE}\n\n{INTRO}")
         with gr.Tabs():
-            for name, module_name in APPS.items():
-                app = importlib.import_module(module_name)
-                with gr.Tab(app.TITLE, id=name):
-                    app.create_demo(shared).render()
+            for name, app in apps.items():
+                with gr.Tab(modules[name].TITLE, id=name):
+                    app.render()
     return suite
