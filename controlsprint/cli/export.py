@@ -14,7 +14,9 @@ model card with Hugging Face metadata (base_model, tags).
 
 examples:
   controlsprint export runs/canny/export/controlnet --out hub/controlnet-canny --format both
-  controlsprint export my-sd-folder --out my-sd-pytorch --format pytorch --base-model my-org/my-sd"""
+  controlsprint export my-sd-folder --out my-sd-pytorch --format pytorch --base-model my-org/my-sd
+  controlsprint export runs/unet/export/pipeline --add-controlnet canny=runs/canny/export/pipeline/controlnets/canny \
+      --format flax --half --out my-model"""
 USES_JAX = True
 
 
@@ -30,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--base-model", metavar="REPO", help="base_model for the model card (default: from CKPT)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    parser.add_argument(
+        "--add-controlnet",
+        action="append",
+        metavar="NAME=DIR",
+        help="merge a ControlNet folder into a pipeline",
+    )
+    parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
 
 
 def run(args: argparse.Namespace) -> int:

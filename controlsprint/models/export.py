@@ -6,6 +6,7 @@ The PyTorch folder is what `diffusers.ControlNetModel.from_pretrained(dir)` (or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Mapping
@@ -87,8 +88,14 @@ def export(
     fmt: str = "pytorch",
     base_model: str | None = None,
     overwrite: bool = False,
+    add_controlnets: dict[str, str] | None = None,
+    storage_dtype: str = "float32",
 ) -> Path:
-    """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`."""
+    """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`.
+
+    `add_controlnets` {name: folder} merges ControlNets into an exported pipeline (how the embedded
+    model gathers its separately trained ControlNets); `storage_dtype="float16"` halves the files.
+    """
     checkpoint, out = Path(checkpoint), Path(out)
     formats = _formats(fmt)
     if not checkpoint.exists():
@@ -102,10 +109,17 @@ def export(
         meta["base_model"] = base_model
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    if (checkpoint / "model_index.json").is_file():
+    is_pipeline = (checkpoint / "model_index.json").is_file()
+    if add_controlnets and not is_pipeline:
+        raise UserError(f"--add-controlnet needs a pipeline folder; {checkpoint} has no model_index.json")
+    if is_pipeline:
+        from controlsprint.models.pipeline import load_controlnet
+
         pipe = load_pipeline(checkpoint)
+        pipe = pipe.with_controlnets(dict(load_controlnet(d, n) for n, d in (add_controlnets or {}).items()))
+        pipe = dataclasses.replace(pipe, meta={**pipe.meta, **meta})
         for f in formats:
-            save_pipeline(staging, pipe, fmt=f)
+            save_pipeline(staging, pipe, fmt=f, storage_dtype=storage_dtype)
         kind, name = "pipeline", checkpoint.name
     elif (checkpoint / "config.json").is_file():
         data = json.loads((checkpoint / "config.json").read_text())
@@ -117,7 +131,7 @@ def export(
             raise UserError(f"{checkpoint}/config.json: not a model controlsprint can export")
         component = load_component(checkpoint, kind)
         for f in formats:
-            save_component(staging, component.config, component.params, fmt=f)
+            save_component(staging, component.config, component.params, fmt=f, storage_dtype=storage_dtype)
         if meta:
             (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         name = checkpoint.name

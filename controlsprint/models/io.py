@@ -63,8 +63,9 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
     try:
         out = {}
-        # framework="flax" reads bfloat16 too (numpy cannot); we keep float32 numpy copies.
-        with safe_open(str(path), framework="flax") as f:
+        # framework="numpy" reads bfloat16 too (as ml_dtypes' bfloat16); we keep float32 numpy copies.
+        # Not "flax": it makes a device array per tensor, an eager op each (seconds for a pipeline).
+        with safe_open(str(path), framework="numpy") as f:
             for key in f.keys():  # noqa: SIM118  (safe_open is not a dict)
                 value = np.asarray(f.get_tensor(key))
                 out[key] = (
@@ -138,8 +139,13 @@ def _check_same_tree(params: dict, target: dict, source: Path) -> None:
             )
 
 
-def save_component(folder: str | Path, config: Any, params: dict, *, fmt: str = "flax") -> Path:
-    """Write config.json plus weights in our Flax layout (`fmt="flax"`) or PyTorch layout (`"pytorch"`)."""
+def save_component(
+    folder: str | Path, config: Any, params: dict, *, fmt: str = "flax", storage_dtype: str = "float32"
+) -> Path:
+    """Write config.json plus weights in our Flax layout (`fmt="flax"`) or PyTorch layout (`"pytorch"`).
+
+    `storage_dtype="float16"` halves the files (as SD checkpoints ship); loading casts back to float32.
+    """
     from safetensors.numpy import save_file
 
     folder = Path(folder)
@@ -158,6 +164,8 @@ def save_component(folder: str | Path, config: Any, params: dict, *, fmt: str = 
         target = folder / spec.torch_weights
     else:
         raise UserError(f"unknown weights format {fmt!r}; use flax or pytorch")
+    if storage_dtype != "float32":
+        flat = {k: v.astype(storage_dtype) if v.dtype.kind == "f" else v for k, v in flat.items()}
     # Write-then-rename: an interrupted save never leaves a truncated weights file behind.
     tmp = target.with_suffix(".tmp")
     save_file(flat, str(tmp), metadata={"format": "pt" if fmt == "pytorch" else "flax"})

@@ -100,18 +100,22 @@ def model_index(controlnet: bool) -> dict:
     return index
 
 
-def save_pipeline(folder: str | Path, pipe: Pipeline, *, fmt: str = "flax") -> Path:
+def save_pipeline(
+    folder: str | Path, pipe: Pipeline, *, fmt: str = "flax", storage_dtype: str = "float32"
+) -> Path:
     """Write `pipe` as a diffusers-layout folder; weights in `fmt` ("flax", "pytorch")."""
     folder = Path(folder)
     for name, component in (("unet", pipe.unet), ("vae", pipe.vae), ("text_encoder", pipe.text_encoder)):
-        save_component(folder / name, component.config, component.params, fmt=fmt)
+        save_component(
+            folder / name, component.config, component.params, fmt=fmt, storage_dtype=storage_dtype
+        )
     pipe.tokenizer.save(folder / "tokenizer")
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
     (folder / "scheduler" / "scheduler_config.json").write_text(
         json.dumps(dict(pipe.scheduler_config), indent=2)
     )
     for name, component in pipe.controlnets.items():
-        save_controlnet(folder / "controlnets" / name, component, name, fmt=fmt)
+        save_controlnet(folder / "controlnets" / name, component, name, fmt=fmt, storage_dtype=storage_dtype)
     (folder / "model_index.json").write_text(json.dumps(model_index(False), indent=2) + "\n")
     if pipe.meta:
         (folder / META_FILE).write_text(json.dumps(dict(pipe.meta), indent=2) + "\n")
@@ -119,8 +123,14 @@ def save_pipeline(folder: str | Path, pipe: Pipeline, *, fmt: str = "flax") -> P
 
 
 def save_controlnet(
-    folder: Path, component: Component, name: str, *, fmt: str, meta: Mapping | None = None
+    folder: Path,
+    component: Component,
+    name: str,
+    *,
+    fmt: str,
+    meta: Mapping | None = None,
+    storage_dtype: str = "float32",
 ) -> Path:
-    save_component(folder, component.config, component.params, fmt=fmt)
+    save_component(folder, component.config, component.params, fmt=fmt, storage_dtype=storage_dtype)
     (folder / META_FILE).write_text(json.dumps({"condition": name, **(meta or {})}, indent=2) + "\n")
     return folder
