@@ -324,7 +324,10 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
-def test_browser_uploads_generates_and_screenshots_the_suite(urls, photos, tmp_path):
+def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_path):
+    from controlsprint.demos.canny import PROMPT
+    from controlsprint.demos.ui import example
+
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
     url = urls["all"]
@@ -345,14 +348,23 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, photos, tmp_p
             assert page.locator("button[role=tab]").all_inner_texts()[:5] == [
                 "Canny edges", "Segmentation (SAM)", "Hands", "Interior design", "Colorization",
             ]  # fmt: skip
-            page.locator("#canny-input input[type=file]").set_input_files(str(photos / "cat.jpg"))
+            # The bundled example (our own picture, so the screenshot may go into the docs): 256 -> 128 px.
+            page.locator("#canny-input input[type=file]").set_input_files(example("shapes.png")[0])
+            page.locator("#canny-settings").click()  # open the accordion; 2 steps keep the test quick
+            page.locator("#canny-steps input[type=number]").fill(str(STEPS))
+            page.locator("#canny-steps input[type=number]").press("Enter")
             page.locator("#canny-generate").click()
             output = page.locator("#canny-output img")
             output.wait_for(state="visible", timeout=300_000)
             served = page.request.get(output.get_attribute("src"))
             assert served.ok
             image = np.asarray(Image.open(io.BytesIO(served.body())))
-            assert image.shape[:2] == (128, 208)
+            assert image.shape[:2] == (128, 128)
+            # What the page sent is what an API client sends: the same picture comes back.
+            same = clients["all"].predict(
+                editor(example("shapes.png")[0]), 100, 200, PROMPT, *SETTINGS, api_name="/canny_generate"
+            )[1]
+            assert np.array_equal(image[..., :3], pixels(same))
             shot = tmp_path / "suite.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
