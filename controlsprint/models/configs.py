@@ -208,22 +208,22 @@ TINY_TEXT = CLIPTextConfig(
 )
 
 
-# The embedded default model, sized for training on two CPU cores within the hour: 128 px images, a
-# 4x VAE without mid attention (32x32x4 latents), a three-level UNet (32/64/128 channels) with
-# cross-attention on its two lower levels, and a small CLIP-architecture text encoder with a 32-token
-# context (the synthetic captions are short).
+# The embedded default model, sized for training on two CPU cores within the hour: 128 px images, an
+# 8x VAE without mid attention (16x16x4 latents, as SD's 512 px -> 64x64), an SD-shaped three-level
+# UNet (64/128/128 channels, cross-attention on the upper two levels), and a small
+# CLIP-architecture text encoder with a 32-token context (the synthetic captions are short).
 EMBEDDED_VAE = VAEConfig(
-    block_out_channels=(16, 32, 64),
+    block_out_channels=(16, 32, 64, 64),
     layers_per_block=1,
     norm_num_groups=16,
     sample_size=128,
     mid_block_add_attention=False,
 )
 EMBEDDED_UNET = UNetConfig(
-    sample_size=32,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    block_out_channels=(32, 64, 128),
+    sample_size=16,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(64, 128, 128),
     layers_per_block=1,
     cross_attention_dim=64,
     attention_head_dim=4,
@@ -236,7 +236,7 @@ EMBEDDED_TEXT = CLIPTextConfig(
     max_position_embeddings=32,
     projection_dim=64,
 )
-EMBEDDED_CONDITIONING_CHANNELS = (16, 32, 64)  # two stride-2 steps: 128 px conditions -> 32x32 latents
+EMBEDDED_CONDITIONING_CHANNELS = (16, 32, 64, 128)  # three stride-2 steps: 128 px conditions -> 16x16 latents
 
 
 def controlnet_config_from_unet(unet: UNetConfig, **changes: Any) -> ControlNetConfig:
