@@ -37,12 +37,27 @@ def alternate(
 
 
 def machine() -> dict[str, object]:
+    """Date, machine and the load average (1, 5, 15 min) when called: other jobs on the cores show here."""
     return {
         "date": datetime.date.today().isoformat(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def find_photos(explicit: str | None = None) -> Path:
+    """The real test photos: `explicit`, else $CONTROLSPRINT_TESTDATA, else shared/testdata/images above
+    the checkout (where the workplace keeps them)."""
+    if explicit:
+        return Path(explicit)
+    if env := os.environ.get("CONTROLSPRINT_TESTDATA"):
+        return Path(env)
+    for parent in REPO.parents:
+        if (candidate := parent / "shared" / "testdata" / "images").is_dir():
+            return candidate
+    raise SystemExit("test photos not found: pass --photos DIR or set CONTROLSPRINT_TESTDATA")
 
 
 def emit(record: Mapping[str, object]) -> None:

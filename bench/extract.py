@@ -20,25 +20,18 @@ the process used (all its threads), which other processes' load disturbs less. T
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from common import emit, find_photos
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from controlsprint.conditions import Extractor, get_extractor  # noqa: E402
-from controlsprint.conditions.base import condition_size, gray_to_rgb, resize_rgb  # noqa: E402
-from controlsprint.conditions.landmarks import quiet_native_stderr  # noqa: E402
-from controlsprint.imageio import load_image  # noqa: E402
+from controlsprint.conditions import Extractor, get_extractor
+from controlsprint.conditions.base import condition_size, gray_to_rgb, resize_rgb
+from controlsprint.conditions.landmarks import quiet_native_stderr
+from controlsprint.imageio import load_image
 
 PHOTOS = (
     "hand_thumb_up.jpg",
@@ -59,17 +52,6 @@ EXTRACTORS = (
     "gray",
     "segment-offline",
 )
-
-
-def find_photos(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    if env := os.environ.get("CONTROLSPRINT_TESTDATA"):
-        return Path(env)
-    for parent in REPO.parents:
-        if (candidate := parent / "shared" / "testdata" / "images").is_dir():
-            return candidate
-    sys.exit("bench/extract.py: test photos not found; pass --photos DIR or set CONTROLSPRINT_TESTDATA")
 
 
 def ours_for(name: str, resolution: int) -> tuple[Extractor, Callable[[np.ndarray], object]]:
@@ -168,18 +150,15 @@ def main() -> None:
         )
     summary = {
         "bench": "extract",
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
         "resolution": args.resolution,
         "images": len(images),
         "repeats": args.repeats,
         "results": results,
         "max_overhead": max(r["overhead"] for r in results.values()),
         "max_cpu_overhead": max(r["cpu_overhead"] for r in results.values()),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
         "goal_max_overhead": 0.10,
     }
-    print(json.dumps(summary))
+    emit(summary)
 
 
 if __name__ == "__main__":

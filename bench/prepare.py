@@ -20,22 +20,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
 import statistics
 import tempfile
 from pathlib import Path
 
-from common import REPO, alternate, emit
-
-
-def find_photos() -> Path:
-    if env := os.environ.get("CONTROLSPRINT_TESTDATA"):
-        return Path(env)
-    for parent in REPO.parents:
-        if (parent / "shared" / "testdata" / "images").is_dir():
-            return parent / "shared" / "testdata" / "images"
-    raise SystemExit("test photos not found: set CONTROLSPRINT_TESTDATA")
+from common import alternate, emit, find_photos
 
 
 def make_inputs(photos: Path, count: int, folder: Path) -> list[Path]:
@@ -179,7 +169,6 @@ def main() -> None:
                 + f"; 2 workers on 2 idle cores: at most {bound:.2f}x",
                 flush=True,
             )
-    record["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     emit(record)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -63,7 +62,6 @@ def main() -> None:
             "size": args.size,
             "kinds": list(kinds),
             **{f"{name}_images_per_min": round(rate) for name, rate in per_minute.items()},
-            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         }
     )
 

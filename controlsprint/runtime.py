@@ -55,3 +55,46 @@ def enable_compilation_cache(setting: str | None = None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return directory
+
+
+def artifact_dir(kind: str) -> Path | None:
+    """`<compilation cache>/controlsprint/<kind>`: controlsprint's own cached artifacts (traced sampling
+    programs, parameter shapes), kept with JAX's compiled programs and turned off with them.
+
+    None when the compilation cache is off or the folder cannot be made (a cache is never an error).
+    """
+    import jax
+
+    base = jax.config.jax_compilation_cache_dir
+    if not base:
+        return None
+    directory = Path(base) / "controlsprint" / kind
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return directory
+
+
+def source_digest(*packages: str) -> str:
+    """A hash of the Python sources of `packages` (e.g. "controlsprint.models"): cached artifacts derived
+    from that code carry it in their key, so editing the code never serves a stale artifact."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in packages:
+        folder = Path(importlib.import_module(name).__file__).parent
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file, so readers never see half a file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as f:
+        f.write(data)
+    os.replace(f.name, path)

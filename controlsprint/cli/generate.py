@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, metavar="W")
     parser.add_argument("--height", type=int, metavar="H")
     parser.add_argument("--out", required=True, metavar="PATH", help="a .png file, or a folder for several")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no per-step bar (it shows only on a terminal; without it a new process starts faster)",
+    )
 
 
 def output_paths(out: str, count: int) -> list[Path]:
@@ -95,6 +100,8 @@ def _conditions(args: argparse.Namespace, resolution: int | None) -> list[tuple[
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from tqdm import tqdm
 
     from controlsprint import __version__
@@ -134,12 +141,17 @@ def run(args: argparse.Namespace) -> int:
         guess_mode=args.guess_mode,
     )
     paths = output_paths(args.out, request.batch)
-    with tqdm(total=request.steps, desc="generating", unit="step", leave=False) as bar:
+    if args.no_progress or not sys.stderr.isatty():
+        # No per-step callback: the program then comes from the on-disk program cache, so a new
+        # process skips tracing it (a callback ties the program to its process; see programs.py).
+        images = core.generate(request)
+    else:
+        with tqdm(total=request.steps, desc="generating", unit="step", leave=False) as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.update(done - bar.n)
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
 
-        images = core.generate(request, progress=progress)
+            images = core.generate(request, progress=progress)
     record = {
         "model": str(core.pipeline.folder),
         "negative_prompt": args.negative_prompt,

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.eval",
     "controlsprint.cli.export",
     "controlsprint.cli.demo",
+    "controlsprint.cli.bench",
 )
 
 EPILOG = """\

@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from controlsprint.errors import UserError
 from controlsprint.inference import program
+from controlsprint.inference.programs import ProgramCache
 from controlsprint.inference.request import Request, validate
 from controlsprint.models.io import Component
 from controlsprint.models.pipeline import Pipeline
@@ -55,6 +56,7 @@ class InferenceCore:
         self._progress: ProgressFn | None = None
         self._total_steps = 0
         self._jitted = jax.jit(program.sample, static_argnums=(0, 1, 2))
+        self._programs = ProgramCache()
 
     # -- models -------------------------------------------------------------------------------------
 
@@ -206,21 +208,43 @@ class InferenceCore:
         return placed
 
     def generate(self, request: Request, progress: ProgressFn | None = None) -> np.ndarray:
-        """Images [B, H, W, 3] uint8 for `request` (B = prompts x num_images)."""
+        """Images [B, H, W, 3] uint8 for `request` (B = prompts x num_images).
+
+        Without `progress` the program comes from the program cache (traced once per machine, see
+        `programs.py`); with it, the program calls back to Python every step, which ties it to this
+        process, so it is traced in each process (its compiled form still comes from XLA's cache).
+        """
         options, inputs = self.prepare(request)
-        sched = make_scheduler(request.scheduler, self.schedule, request.steps)
+        sched = jax.device_put(
+            make_scheduler(request.scheduler, self.schedule, request.steps), self._replicated
+        )
         params = {**self._params, "controlnets": {n: self._controlnets[n][1] for n in options.controlnets}}
+        models = self._models(options.controlnets)
         with self._lock:
+            placed = self._place(inputs)
+            if progress is None:
+                leaves, tree = jax.tree_util.tree_flatten((params, sched, placed))
+
+                def flat_sample(*leaves):
+                    return program.sample(models, options, None, *jax.tree_util.tree_unflatten(tree, leaves))
+
+                return np.asarray(self._programs(self._describe(options, tree), flat_sample, leaves))
             self._progress = progress
             self._total_steps = request.steps
-            hook = self._on_step if progress is not None else None
             try:
-                out = self._jitted(
-                    self._models(options.controlnets), options, hook, params, sched, self._place(inputs)
-                )
-                return np.asarray(out)
+                return np.asarray(self._jitted(models, options, self._on_step, params, sched, placed))
             finally:
                 self._progress = None
+
+    def _describe(self, options: program.Options, tree) -> dict:
+        """What, besides the arguments' shapes, decides the program: options, argument tree, configs."""
+        configs = {
+            "unet": self.pipeline.unet.config,
+            "vae": self.pipeline.vae.config,
+            "text_encoder": self.pipeline.text_encoder.config,
+            **{f"controlnet {n}": self._controlnets[n][0].config for n in options.controlnets},
+        }
+        return {"options": repr(options), "tree": str(tree), **{k: repr(v) for k, v in configs.items()}}
 
     def lower(self, request: Request):
         """The lowered program for `request` (for cost analysis and ahead-of-time compilation)."""

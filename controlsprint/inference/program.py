@@ -11,6 +11,7 @@ Python, which is what makes small models fast: there is no per-step dispatch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -94,37 +95,33 @@ def sample(
                 [mask, jnp.broadcast_to(masked, (batch, *masked.shape[1:]))], axis=-1
             )
 
-    conditions = [jnp.broadcast_to(c, (batch, *c.shape[1:])) for c in inputs["conditions"]]
+    # Each condition image goes through its ControlNet's conditioning stem once, here: the features
+    # depend on neither the step nor the CFG half, and broadcast over the batch inside the ControlNet.
+    embeddings = [
+        models.controlnets[name].apply(
+            {"params": params["controlnets"][name]}, condition, method="embed_condition"
+        )
+        for name, condition in zip(options.controlnets, inputs["conditions"], strict=True)
+    ]
     double = (lambda x: jnp.concatenate([x, x])) if options.cfg else (lambda x: x)
 
     def controlnet_residuals(i, model_input, t):
         keep = _control_keep(sched, i, start_index, inputs["starts"], inputs["ends"]) * inputs["scales"]
         total = None
         for k, name in enumerate(options.controlnets):
-            module = models.controlnets[name]
+            apply = functools.partial(
+                models.controlnets[name].apply,
+                {"params": params["controlnets"][name]},
+                conditioning_scale=keep[k],
+                condition_embedding=embeddings[k],
+            )
             if options.guess_mode and options.cfg:
                 # Guess mode: the ControlNet sees only the conditional half; the unconditional half gets none.
-                down, mid = module.apply(
-                    {"params": params["controlnets"][name]},
-                    model_input,
-                    t,
-                    text,
-                    conditions[k],
-                    keep[k],
-                    True,
-                )
+                down, mid = apply(model_input, t, text, guess_mode=True)
                 down = [jnp.concatenate([jnp.zeros_like(d), d]) for d in down]
                 mid = jnp.concatenate([jnp.zeros_like(mid), mid])
             else:
-                down, mid = module.apply(
-                    {"params": params["controlnets"][name]},
-                    double(model_input),
-                    t,
-                    context,
-                    double(conditions[k]),
-                    keep[k],
-                    options.guess_mode,
-                )
+                down, mid = apply(double(model_input), t, context, guess_mode=options.guess_mode)
             total = (
                 (down, mid)
                 if total is None

@@ -126,7 +126,66 @@ def init_params(config: Any, seed: int = 0) -> dict:
 
 
 def abstract_params(config: Any) -> dict:
-    """The parameter tree's shapes and dtypes, without computing anything."""
+    """The parameter tree's shapes and dtypes, without computing anything.
+
+    Tracing a model's init takes seconds (most of loading a pipeline), so the shapes are also kept
+    on disk beside the compilation cache, keyed by the config and the model code; a second process
+    reads them back.
+    """
+    memo = _shape_memo_path(config)
+    if memo is not None and memo.is_file():
+        try:
+            return _read_shapes(memo)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged memo is recomputed and rewritten
     spec = spec_for_config(config)
     module = spec.module_factory(config)
-    return jax.eval_shape(lambda: module.init(jax.random.key(0), *spec.dummy_inputs(config))["params"])
+    shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *spec.dummy_inputs(config))["params"])
+    if memo is not None:
+        _write_shapes(memo, shapes)
+    return shapes
+
+
+def _shape_memo_path(config: Any):
+    import hashlib
+    import json
+
+    import flax
+
+    from controlsprint.models.configs import config_to_json
+    from controlsprint.runtime import artifact_dir, source_digest
+
+    directory = artifact_dir("param-shapes")
+    if directory is None:
+        return None
+    spec = spec_for_config(config)
+    key = {
+        "config": config_to_json(config, spec.class_name),
+        "kind": spec.kind,
+        "code": source_digest("controlsprint.models"),
+        "versions": [jax.__version__, flax.__version__],
+    }
+    return directory / (hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest() + ".json")
+
+
+def _write_shapes(path, shapes: dict) -> None:
+    import contextlib
+    import json
+
+    from controlsprint.models.convert import flatten
+    from controlsprint.runtime import write_atomically
+
+    flat = {"/".join(k): [list(v.shape), str(v.dtype)] for k, v in flatten(shapes).items()}
+    with contextlib.suppress(OSError):  # a cache that cannot be written is skipped
+        write_atomically(path, json.dumps(flat).encode())
+
+
+def _read_shapes(path) -> dict:
+    import json
+
+    from controlsprint.models.convert import unflatten
+
+    flat = json.loads(path.read_text())
+    return unflatten(
+        {tuple(k.split("/")): jax.ShapeDtypeStruct(tuple(s), jnp.dtype(d)) for k, (s, d) in flat.items()}
+    )

@@ -61,19 +61,35 @@ class ControlNetModel(nn.Module):
         self.controlnet_down_blocks = [conv1x1(w, self.dtype, zero=True) for w in widths]
         self.controlnet_mid_block = conv1x1(cfg.block_out_channels[-1], self.dtype, zero=True)
 
+    def embed_condition(self, controlnet_cond: jax.Array) -> jax.Array:
+        """Condition pixels [B, H, W, C] in [0, 1] -> features at the latent resolution.
+
+        They depend on neither the latents nor the timestep, so a sampler computes them once per
+        condition image, outside its loop, and passes them as `condition_embedding`.
+        """
+        if self.config.controlnet_conditioning_channel_order == "bgr":
+            controlnet_cond = controlnet_cond[..., ::-1]
+        return self.controlnet_cond_embedding(controlnet_cond.astype(self.dtype))
+
     def __call__(
         self,
         sample: jax.Array,
         timesteps: jax.Array | float,
         encoder_hidden_states: jax.Array,
-        controlnet_cond: jax.Array,
+        controlnet_cond: jax.Array | None = None,
         conditioning_scale: jax.Array | float = 1.0,
         guess_mode: bool = False,
+        *,
+        condition_embedding: jax.Array | None = None,
     ) -> tuple[tuple[jax.Array, ...], jax.Array]:
-        """Returns (down residuals, mid residual), already multiplied by `conditioning_scale`."""
+        """Returns (down residuals, mid residual), already multiplied by `conditioning_scale`.
+
+        Give the condition as pixels (`controlnet_cond`) or as `embed_condition`'s output
+        (`condition_embedding`, batch 1 or the sample's batch).
+        """
         cfg = self.config
-        if cfg.controlnet_conditioning_channel_order == "bgr":
-            controlnet_cond = controlnet_cond[..., ::-1]
+        if condition_embedding is None:
+            condition_embedding = self.embed_condition(controlnet_cond)
         t = broadcast_timesteps(timesteps, sample.shape[0])
         emb = timestep_embedding(
             t, cfg.block_out_channels[0], flip_sin_to_cos=cfg.flip_sin_to_cos, freq_shift=cfg.freq_shift
@@ -81,7 +97,7 @@ class ControlNetModel(nn.Module):
         temb = self.time_embedding(emb.astype(self.dtype))
         context = encoder_hidden_states.astype(self.dtype)
         x = self.conv_in(sample.astype(self.dtype))
-        x = x + self.controlnet_cond_embedding(controlnet_cond.astype(self.dtype))
+        x = x + condition_embedding.astype(self.dtype)
         states = [x]
         for block in self.down_blocks:
             x, block_states = block(x, temb, context)
