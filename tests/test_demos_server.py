@@ -339,6 +339,7 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_
         )  # fmt: skip
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(180_000)  # a loaded 2-core machine takes its time over the editor's code
             page.on(
                 "request",
                 lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url),
@@ -350,12 +351,18 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_
             ]  # fmt: skip
             # The bundled example (our own picture, so the screenshot may go into the docs): 256 -> 128 px.
             page.locator("#canny-input input[type=file]").set_input_files(example("shapes.png")[0])
+            # The editor has taken the picture once its "Upload an image" prompt is gone from the canvas.
+            page.wait_for_function(
+                "() => { const editor = document.querySelector('#canny-input');"
+                " return editor.querySelector('canvas') && !editor.innerText.includes('Upload an image'); }"
+            )
             page.locator("#canny-settings").click()  # open the accordion; 2 steps keep the test quick
             page.locator("#canny-steps input[type=number]").fill(str(STEPS))
             page.locator("#canny-steps input[type=number]").press("Enter")
             page.locator("#canny-generate").click()
             output = page.locator("#canny-output img")
-            output.wait_for(state="visible", timeout=300_000)
+            page.locator("#canny-output img, .toast-body").first.wait_for(state="visible", timeout=300_000)
+            assert page.locator(".toast-body").all_inner_texts() == []  # no error shown
             served = page.request.get(output.get_attribute("src"))
             assert served.ok
             image = np.asarray(Image.open(io.BytesIO(served.body())))
