@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import io
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -76,12 +75,12 @@ def example_rows(api_name: str, inputs: list, rows: list[list]) -> gr.Examples:
 # -- uploads ------------------------------------------------------------------------------------------
 
 
-def _check_upload(source: Any, label: str, name: str) -> None:
+def _check_upload(path: str, label: str, name: str) -> None:
     """Reject a file that is no image or is too large, from its header alone (before anything decodes it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        with Image.open(path) as image:
             width, height = image.size
     except UnidentifiedImageError:
         raise gr.Error(f"{label}: {name} is not an image (no known image format)") from None
