@@ -13,7 +13,7 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage, chosen to fit the whole build in about an hour of 2 CPU cores (docs/embedded-model.md)
-STEPS = {"vae": 1200, "unet": 4000, "canny": 1200, "segment": 1200, "gray": 1200, "hands": 1200}
+STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450}
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:

@@ -242,14 +242,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
 
     # == 6. finish: final checkpoint, validation, export ===============================================
     final_step = int(jax.device_get(state.step))
-    checkpointer.save(
-        state, {**record, "step": final_step, "samples_seen": final_step * cfg.run.batch_size}, wait=True
-    )
+    # a run killed after its last checkpoint but before export resumes straight to here: keep that checkpoint
+    if checkpointer.latest_step() != final_step:
+        checkpointer.save(
+            state, {**record, "step": final_step, "samples_seen": final_step * cfg.run.batch_size}, wait=True
+        )
     checkpointer.close()
     params = _export_params(state)
     summary = {
         "steps": final_step,
-        "loss": float(metrics_host.get("loss", float("nan"))),
+        "loss": float(metrics_host["loss"]) if metrics_host else None,  # None: resumed with no steps left
         "output_dir": str(out),
     }
     if is_main:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Rebuild the embedded default model (controlsprint/embedded/tiny-sd) from nothing, with the project's
+# own commands: three synthetic datasets, six training runs, one export that gathers them, then eval.
+# Run from a scratch directory with controlsprint on PATH (e.g. after `source .venv/bin/activate`):
+#   mkdir -p /tmp/build && cd /tmp/build && /path/to/controlsprint/train/build_default_model.sh
+# Times and figures of the committed build: docs/embedded-model.md.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+target="${1:-$repo/controlsprint/embedded/tiny-sd}"
+
+controlsprint synth --out data/default/mixed --num 16000 --size 128 --kinds shapes,hands \
+  --conditions segment,canny,gray,hands --seed 0
+controlsprint synth --out data/default/shapes --num 16000 --size 128 --kinds shapes \
+  --conditions segment,canny,gray --seed 1
+controlsprint synth --out data/default/hands --num 8000 --size 128 --kinds hands --conditions hands,canny --seed 2
+
+controlsprint train default-vae       # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
+controlsprint train default-unet      # base: the VAE run's export
+for condition in canny segment gray hands; do
+  controlsprint train "default-$condition"   # base: the UNet run's export; base frozen
+done
+
+args=()
+for condition in canny segment gray hands; do
+  args+=(--add-controlnet "$condition=runs/default/$condition/export/pipeline/controlnets/$condition")
+done
+controlsprint export runs/default/unet/export/pipeline "${args[@]}" --format flax --half \
+  --base-model controlsprint/tiny-sd --out "$target" --overwrite
+
+for condition in canny segment gray hands; do
+  controlsprint eval --control "$condition" --model "$target" --num 32 --out "eval/$condition"
+done
