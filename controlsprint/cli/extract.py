@@ -55,6 +55,25 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def add_extractor_option_flags(parser: argparse.ArgumentParser) -> None:
+    """The extractor option flags (--low-threshold, --max-hands, ...), shared with `prepare`."""
+    group = parser.add_argument_group(
+        "extractor options (each applies to the extractors named at the start of its help)"
+    )
+    for name, (kind, owners, text) in _option_fields().items():
+        base_type = next(t for t in (getattr(kind, "__args__", None) or (kind,)) if t is not type(None))
+        help_text = f"{', '.join(owners)}: {text}"
+        if base_type is bool:
+            group.add_argument(
+                _flag(name), dest=f"option_{name}", action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            metavar = {int: "N", float: "X"}.get(base_type, "DIR" if name == "sam_model" else "VALUE")
+            group.add_argument(
+                _flag(name), dest=f"option_{name}", type=base_type, metavar=metavar, help=help_text
+            )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help=f"extractor, or comma list: {', '.join(EXTRACTORS)}")
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files or directories of images")
@@ -76,21 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images with more pixels, read from the header (default {DEFAULT_MAX_PIXELS})",
     )
-    group = parser.add_argument_group(
-        "extractor options (each applies to the extractors named at the start of its help)"
-    )
-    for name, (kind, owners, text) in _option_fields().items():
-        base_type = next(t for t in (getattr(kind, "__args__", None) or (kind,)) if t is not type(None))
-        help_text = f"{', '.join(owners)}: {text}"
-        if base_type is bool:
-            group.add_argument(
-                _flag(name), dest=f"option_{name}", action=argparse.BooleanOptionalAction, help=help_text
-            )
-        else:
-            metavar = {int: "N", float: "X"}.get(base_type, "DIR" if name == "sam_model" else "VALUE")
-            group.add_argument(
-                _flag(name), dest=f"option_{name}", type=base_type, metavar=metavar, help=help_text
-            )
+    add_extractor_option_flags(parser)
 
 
 def _parse_names(text: str) -> list[str]:

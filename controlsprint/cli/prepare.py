@@ -25,27 +25,6 @@ examples:
 USES_JAX = False
 
 
-def _add_extractor_option_flags(parser: argparse.ArgumentParser) -> None:
-    """The extractor option flags of `controlsprint extract` (--low-threshold, --max-hands, ...)."""
-    from controlsprint.cli.extract import _flag, _option_fields
-
-    group = parser.add_argument_group(
-        "extractor options (each applies to the extractors named at the start of its help)"
-    )
-    for name, (kind, owners, text) in _option_fields().items():
-        base_type = next(t for t in (getattr(kind, "__args__", None) or (kind,)) if t is not type(None))
-        help_text = f"{', '.join(owners)}: {text}"
-        if base_type is bool:
-            group.add_argument(
-                _flag(name), dest=f"option_{name}", action=argparse.BooleanOptionalAction, help=help_text
-            )
-        else:
-            metavar = {int: "N", float: "X"}.get(base_type, "DIR" if name == "sam_model" else "VALUE")
-            group.add_argument(
-                _flag(name), dest=f"option_{name}", type=base_type, metavar=metavar, help=help_text
-            )
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from controlsprint.imagelimits import DEFAULT_MAX_PIXELS
 
@@ -93,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"reject images with more pixels, read from the header (default {DEFAULT_MAX_PIXELS})",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_extractor_option_flags(parser)
+    from controlsprint.cli.extract import add_extractor_option_flags
+
+    add_extractor_option_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
