@@ -2,11 +2,15 @@
 
 Input and output latents are NHWC. ControlNet residuals, when given, are added to the skip
 connections (one per down-path state) and to the mid block output, as in diffusers.
+
+`after_block`, when given, is called on the output of conv_in and of every down, mid and up block
+(`after_block(stage, index, x) -> x`, stage one of "conv_in", "down", "mid", "up"); the video UNet
+(video_unet.py) uses it to insert its temporal layers and hint input without copying this loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -20,6 +24,13 @@ from controlsprint.models.unet_blocks import (
     make_mid_block,
     make_up_blocks,
 )
+
+# after_block(stage, index, x) -> x; see the module docstring.
+BlockHook = Callable[[str, int, jax.Array], jax.Array]
+
+
+def _unchanged(stage: str, index: int, x: jax.Array) -> jax.Array:
+    return x
 
 
 class UNet2DConditionModel(nn.Module):
@@ -52,14 +63,19 @@ class UNet2DConditionModel(nn.Module):
         encoder_hidden_states: jax.Array,
         down_block_additional_residuals: Sequence[jax.Array] | None = None,
         mid_block_additional_residual: jax.Array | None = None,
+        *,
+        after_block: BlockHook | None = None,
     ) -> jax.Array:
+        hook = after_block or _unchanged
         temb = self.embed_time(timesteps, sample.shape[0])
         context = encoder_hidden_states.astype(self.dtype)
-        x = self.conv_in(sample.astype(self.dtype))
+        x = hook("conv_in", 0, self.conv_in(sample.astype(self.dtype)))
         skips = [x]
-        for block in self.down_blocks:
+        for i, block in enumerate(self.down_blocks):
             x, states = block(x, temb, context)
-            skips.extend(states)
+            # A block's output is also its last skip state; the hook's result replaces both.
+            x = hook("down", i, x)
+            skips.extend((*states[:-1], x))
         if down_block_additional_residuals is not None:
             if len(down_block_additional_residuals) != len(skips):
                 raise ValueError(
@@ -68,12 +84,12 @@ class UNet2DConditionModel(nn.Module):
             skips = [
                 s + r.astype(s.dtype) for s, r in zip(skips, down_block_additional_residuals, strict=True)
             ]
-        x = self.mid_block(x, temb, context)
+        x = hook("mid", 0, self.mid_block(x, temb, context))
         if mid_block_additional_residual is not None:
             x = x + mid_block_additional_residual.astype(x.dtype)
-        for block in self.up_blocks:
+        for i, block in enumerate(self.up_blocks):
             take = block.num_layers
-            x = block(x, skips[-take:], temb, context)
+            x = hook("up", i, block(x, skips[-take:], temb, context))
             skips = skips[:-take]
         x = nn.silu(self.conv_norm_out(x))
         return self.conv_out(x).astype(jnp.float32)
