@@ -47,3 +47,26 @@ def decode_rgb(data: bytes) -> np.ndarray | None:
     if image is None:
         return None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# A clip is stored as one PNG, its F frames side by side left to right (a filmstrip, H x F*W), not as a
+# list of F PNGs: the column stays an ordinary `datasets.Image` (any image viewer or `datasets` shows the
+# strip), reading a clip is one decode, and the format needs no new column type. Frames are square, so
+# F = width // height needs no extra metadata.
+
+
+def encode_clip(frames: np.ndarray) -> bytes:
+    """[F, H, H, 3] uint8 frames -> PNG bytes of the H x F*H strip."""
+    count, height, width, channels = frames.shape
+    if height != width:
+        raise ValueError(f"clip frames must be square, got {height}x{width}")
+    return encode_png(frames.transpose(1, 0, 2, 3).reshape(height, count * width, channels))
+
+
+def decode_clip(data: bytes) -> np.ndarray | None:
+    """PNG bytes of a strip of square frames -> [F, H, H, 3] uint8 RGB; None when it is not one."""
+    strip = decode_rgb(data)
+    if strip is None or strip.shape[1] % strip.shape[0]:
+        return None
+    height = strip.shape[0]
+    return np.ascontiguousarray(strip.reshape(height, -1, height, 3).transpose(1, 0, 2, 3))

@@ -17,6 +17,9 @@ Columns:
   each, plus `conditioning_image`, a copy of the first (the default), so a trainer that knows only the
   default column always finds it. The manifest's `condition_columns` maps each name to its column.
 - Extra metadata columns per producer (synth: `kind`, `seed`, `objects` JSON; prepare: `source`).
+- Clip datasets (synth `--kinds motion`) add `frames`, an image column holding the clip as one PNG
+  filmstrip (frames left to right, see `codec.encode_clip`), and `motion`, the motion record as JSON;
+  `image` is the first frame, so everything that reads pictures works on clip datasets unchanged.
 
 Writes are atomic: a shard is written to a hidden temporary file and renamed into place, then the
 manifest (also replaced atomically) lists it. A crash never leaves a half shard counted.
@@ -41,6 +44,8 @@ DATA_SUBDIR = "data"
 DEFAULT_CONDITION_COLUMN = "conditioning_image"
 IMAGE_COLUMN = "image"
 TEXT_COLUMN = "text"
+FRAMES_COLUMN = "frames"
+MOTION_COLUMN = "motion"
 # PNG bytes are already compressed: parquet compression would only cost time. Small row groups keep
 # random access (the reader's global shuffle) cheap, since reading one row reads its whole group: a
 # group closes at ROW_GROUP_BYTES of images (4 rows of 512 px photos) or ROW_GROUP_MAX_ROWS rows
@@ -73,18 +78,18 @@ def image_columns(conditions: Sequence[str]) -> list[str]:
 
 
 def build_schema(conditions: Sequence[str], extra_columns: Mapping[str, str]):
-    """The arrow schema: image columns, `text`, then `extra_columns` (name -> "string" | "int64")."""
+    """The arrow schema: image columns, `text`, then `extra_columns` (name -> "string" | "int64" | "image")."""
     import pyarrow as pa
 
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-    arrow_types = {"string": pa.string(), "int64": pa.int64()}
+    arrow_types = {"string": pa.string(), "int64": pa.int64(), "image": image_type}
     fields = [pa.field(name, image_type) for name in image_columns(conditions)]
     features: dict[str, Any] = {name: {"_type": "Image"} for name in image_columns(conditions)}
     fields.append(pa.field(TEXT_COLUMN, pa.string()))
     features[TEXT_COLUMN] = {"dtype": "string", "_type": "Value"}
     for name, kind in extra_columns.items():
         fields.append(pa.field(name, arrow_types[kind]))
-        features[name] = {"dtype": kind, "_type": "Value"}
+        features[name] = {"_type": "Image"} if kind == "image" else {"dtype": kind, "_type": "Value"}
     metadata = {"huggingface": json.dumps({"info": {"features": features}})}
     return pa.schema(fields, metadata=metadata)
 
@@ -92,7 +97,8 @@ def build_schema(conditions: Sequence[str], extra_columns: Mapping[str, str]):
 def rows_to_table(rows: Sequence[Mapping[str, Any]], schema, conditions: Sequence[str]):
     """Build an arrow table from row dicts whose image values are PNG bytes keyed by condition name.
 
-    A row holds `image` (bytes), `conditions` ({name: bytes}), `text` and the extra columns.
+    A row holds `image` (bytes), `conditions` ({name: bytes}), `text` and the extra columns (PNG bytes
+    for extra image columns).
     """
     import pyarrow as pa
 
@@ -110,8 +116,17 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], schema, conditions: Sequenc
         arrays[DEFAULT_CONDITION_COLUMN] = arrays[columns[conditions[0]]]
     for field in schema:
         if field.name not in arrays:  # text and the extra columns
-            arrays[field.name] = pa.array([row[field.name] for row in rows], field.type)
+            values = [row[field.name] for row in rows]
+            arrays[field.name] = (
+                image_array(values) if pa.types.is_struct(field.type) else pa.array(values, field.type)
+            )
     return pa.Table.from_arrays([arrays[field.name] for field in schema], schema=schema)
+
+
+def _image_bytes(row: Mapping[str, Any]) -> int:
+    """PNG bytes a row holds: picture, conditions and any extra image column (a clip's filmstrip)."""
+    extra = sum(len(v) for k, v in row.items() if k != IMAGE_COLUMN and isinstance(v, bytes))
+    return len(row[IMAGE_COLUMN]) + sum(map(len, row["conditions"].values())) + extra
 
 
 def file_sha256(path: Path) -> str:
@@ -160,7 +175,7 @@ class ShardWriter:
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
             self._pending.append(row)
-            self._pending_bytes += len(row[IMAGE_COLUMN]) + sum(map(len, row["conditions"].values()))
+            self._pending_bytes += _image_bytes(row)
             if self._pending_bytes >= ROW_GROUP_BYTES or len(self._pending) >= ROW_GROUP_MAX_ROWS:
                 self._flush()
 

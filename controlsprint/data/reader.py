@@ -13,6 +13,10 @@ Reading. Rows are fetched by (shard, row group) from memory-mapped parquet (the 
 small and image columns uncompressed, so random access reads little more than the rows themselves).
 PNG decoding and resizing run on a background thread with a small decode pool; OpenCV releases the
 GIL, so decoding overlaps the training step.
+
+Clips. A dataset with a `frames` column (synth `--kinds motion`) also gives each clip, decoded from its
+filmstrip to [F, r, r, 3] frames: `batches()` adds `frames`, `examples()` adds `frames` and `motion`.
+Datasets without clips give exactly what they gave before.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ class ShardedDataset:
         self.manifest = manifest
         self.condition_names: tuple[str, ...] = tuple(manifest["conditions"])
         self.condition_columns: dict[str, str] = dict(manifest["condition_columns"])
+        self.has_clips = fmt.FRAMES_COLUMN in manifest.get("columns", ())
+        self.clip_frames: int | None = manifest.get("recipe", {}).get("frames") if self.has_clips else None
+        required = {fmt.IMAGE_COLUMN, fmt.TEXT_COLUMN, fmt.DEFAULT_CONDITION_COLUMN}
+        if self.has_clips:
+            required |= {fmt.FRAMES_COLUMN, fmt.MOTION_COLUMN}
         self._files: list[pq.ParquetFile] = []
         starts, groups = [], []  # global row index where each (file, row group) begins
         total = 0
@@ -54,9 +63,7 @@ class ShardedDataset:
             if not path.is_file():
                 raise UserError(f"{self.directory}: shard {shard['file']} listed in the manifest is missing")
             handle = pq.ParquetFile(path, memory_map=True)
-            missing = {fmt.IMAGE_COLUMN, fmt.TEXT_COLUMN, fmt.DEFAULT_CONDITION_COLUMN} - set(
-                handle.schema_arrow.names
-            )
+            missing = required - set(handle.schema_arrow.names)
             if missing:
                 raise UserError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
             if handle.metadata.num_rows != shard["rows"]:
@@ -131,14 +138,24 @@ class ShardedDataset:
         return out
 
     def examples(self, indices, *, resolution: int, condition: str | None = None) -> dict:
-        """Rows `indices` decoded: images and conditions as [N, r, r, 3] uint8, texts (validation, eval)."""
+        """Rows `indices` decoded: images and conditions as [N, r, r, 3] uint8, texts (validation, eval).
+
+        Clip datasets add `frames` [N, F, r, r, 3] uint8 and `motion` (the parsed motion records).
+        """
+        import json
+
         column = self.column_for(condition)
-        raw = self.read_rows(np.asarray(indices), [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN])
-        return {
+        clip_columns = [fmt.FRAMES_COLUMN, fmt.MOTION_COLUMN] if self.has_clips else []
+        raw = self.read_rows(np.asarray(indices), [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN, *clip_columns])
+        result = {
             "images": np.stack([_decode_square(b, resolution) for b in raw[fmt.IMAGE_COLUMN]]),
             "conditions": np.stack([_decode_square(b, resolution) for b in raw[column]]),
             "texts": list(raw[fmt.TEXT_COLUMN]),
         }
+        if self.has_clips:
+            result["frames"] = np.stack([_decode_clip(b, resolution) for b in raw[fmt.FRAMES_COLUMN]])
+            result["motion"] = [json.loads(m) for m in raw[fmt.MOTION_COLUMN]]
+        return result
 
     def batches(
         self,
@@ -157,6 +174,7 @@ class ShardedDataset:
         """Endless batches for this process: pixel_values [-1, 1], conditioning_pixel_values [0, 1], text, step.
 
         Images and conditions are resized (short side = resolution) and centre-cropped to a square.
+        Clip datasets add `frames` [B, F, r, r, 3] float32 in [-1, 1] (frame 0 equals pixel_values).
         """
         if batch_size < 1 or process_count < 1 or not 0 <= process_index < process_count:
             raise UserError(
@@ -202,7 +220,8 @@ class ShardedDataset:
             while True:
                 rows = self.global_batch_indices(step, global_batch, seed=seed, drop_remainder=drop_remainder)
                 mine = rows[process_index * batch_size : (process_index + 1) * batch_size]
-                raw = self.read_rows(mine, [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN])
+                clip_columns = [fmt.FRAMES_COLUMN] if self.has_clips else []
+                raw = self.read_rows(mine, [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN, *clip_columns])
                 images = list(pool.map(lambda b: _decode_square(b, resolution), raw[fmt.IMAGE_COLUMN]))
                 conditions = list(pool.map(lambda b: _decode_square(b, resolution), raw[column]))
                 pixel_values = (
@@ -211,12 +230,20 @@ class ShardedDataset:
                 conditioning = (
                     np.stack(conditions).astype(np.float32) / 255.0 if conditions else _empty(resolution)
                 )
-                yield {
+                batch = {
                     "pixel_values": pixel_values,
                     "conditioning_pixel_values": conditioning,
                     "text": list(raw[fmt.TEXT_COLUMN]),
                     "step": step,
                 }
+                if self.has_clips:
+                    clips = list(pool.map(lambda b: _decode_clip(b, resolution), raw[fmt.FRAMES_COLUMN]))
+                    batch["frames"] = (
+                        np.stack(clips).astype(np.float32) / 127.5 - 1.0
+                        if clips
+                        else np.zeros((0, self.clip_frames or 0, resolution, resolution, 3), np.float32)
+                    )
+                yield batch
                 step += 1
 
 
@@ -226,13 +253,28 @@ def _empty(resolution: int) -> np.ndarray:
 
 def _decode_square(data: bytes, resolution: int) -> np.ndarray:
     """PNG bytes -> resolution x resolution x 3 uint8: short side resized to `resolution`, centre crop."""
-    import cv2
-
     from controlsprint.data.codec import decode_rgb
 
     image = decode_rgb(data)
     if image is None:
         raise ValueError("a dataset image could not be decoded")
+    return _square(image, resolution)
+
+
+def _decode_clip(data: bytes, resolution: int) -> np.ndarray:
+    """Filmstrip PNG bytes -> [F, resolution, resolution, 3] uint8, each frame sized like `_decode_square`."""
+    from controlsprint.data.codec import decode_clip
+
+    frames = decode_clip(data)
+    if frames is None:
+        raise ValueError("a dataset clip could not be decoded")
+    return np.stack([_square(frame, resolution) for frame in frames])
+
+
+def _square(image: np.ndarray, resolution: int) -> np.ndarray:
+    """Short side resized to `resolution` (area when shrinking, bilinear when enlarging), centre crop."""
+    import cv2
+
     height, width = image.shape[:2]
     scale = resolution / min(height, width)
     if scale != 1.0:

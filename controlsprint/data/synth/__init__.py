@@ -5,8 +5,9 @@ by `row_seed(S, i)`; the row stores that seed, so one row can be regenerated alo
 (`render_scene(kind, seed, size)`) and the dataset does not depend on sharding or worker count.
 
 A kind is a `Kind(name, description, conditions, render)` whose `render(rng, size)` returns a `Scene`.
-Every condition in `CONDITIONS` is computed from any scene (see `ground_truth`), so kinds mix freely in
-one dataset. A new kind is one module and one line in `_KIND_MODULES`.
+Every condition in `CONDITIONS` is computed from any scene (see `ground_truth`), so still kinds mix
+freely in one dataset. A new kind is one module and one line in `_KIND_MODULES`. Clip kinds (`motion`)
+render `frames` frames per row and do not mix with still kinds (a dataset either has clips or not).
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ _KIND_MODULES: Mapping[str, tuple[str, str]] = MappingProxyType(
     {
         "shapes": ("controlsprint.data.synth.shapes", "SHAPES"),
         "hands": ("controlsprint.data.synth.hands", "HANDS"),
+        "motion": ("controlsprint.data.synth.motion", "MOTION"),
     }
 )
+# Clip length of clip kinds: 8 frames unless asked; at least 2 (one frame cannot show the motion its
+# caption names), at most 64 (a 64-frame strip of 512 px frames is already a 32768 px wide PNG).
+DEFAULT_FRAMES = 8
+MAX_FRAMES = 64
 # Ground-truth conditions every kind provides, in the default order.
 CONDITIONS = ("segment", "canny", "gray", "hands")
 
@@ -79,8 +85,39 @@ def row_seed(seed: int, index: int) -> int:
     return int(state >> np.uint64(1))
 
 
-def render_scene(kind: str, seed: int, size: int):
-    """Render one `Scene` of `kind` from a row seed."""
+def check_frames(frames: int) -> int:
+    """`frames` if it is a valid clip length, else a one-line `UserError`."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= MAX_FRAMES:
+        raise UserError(f"--frames {frames}: a clip has 2 to {MAX_FRAMES} frames")
+    return frames
+
+
+def check_clip_kinds(kinds: tuple[str, ...], frames: int | None) -> int | None:
+    """The clip length of a dataset of `kinds`: None for still kinds, else `frames` (default 8), checked.
+
+    Clip kinds and still kinds do not share a dataset (its rows would differ in columns), and `--frames`
+    without a clip kind is refused rather than ignored.
+    """
+    clips = [name for name in kinds if get_kind(name).clip]
+    stills = [name for name in kinds if name not in clips]
+    if clips and stills:
+        raise UserError(
+            f"--kinds {','.join(kinds)}: {','.join(clips)} makes clips and cannot share a dataset with "
+            f"still kinds ({','.join(stills)}); make two datasets"
+        )
+    if not clips:
+        if frames is not None:
+            raise UserError(f"--frames {frames}: only clip kinds use it (--kinds motion)")
+        return None
+    return check_frames(DEFAULT_FRAMES if frames is None else frames)
+
+
+def render_scene(kind: str, seed: int, size: int, *, frames: int | None = None):
+    """Render one `Scene` of `kind` from a row seed; clip kinds get `frames` frames (default 8)."""
     import numpy as np
 
-    return get_kind(kind).render(np.random.default_rng(seed), size)
+    registered = get_kind(kind)
+    frames = check_clip_kinds((kind,), frames)
+    if registered.clip:
+        return registered.render(np.random.default_rng(seed), size, frames)
+    return registered.render(np.random.default_rng(seed), size)

@@ -18,16 +18,23 @@ class Scene:
     objects: list[dict]  # JSON-ready ground truth: class, colours, centres, boxes (normalised to [0, 1])
     # Hands in the `hands` extractor's record format: {"handedness", "landmarks": [21 {name, x, y, z, px, py}]}
     hands: tuple[dict, ...] = field(default=())
+    # Clip kinds only: the frames [F, H, W, 3] uint8 (`image` is frames[0]) and the motion record (JSON-ready).
+    frames: np.ndarray | None = None
+    motion: dict | None = None
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A registered synth kind: `render(rng, size)` draws one scene from the generator."""
+    """A registered synth kind: `render(rng, size)` draws one scene from the generator.
+
+    A clip kind (`clip=True`) is called as `render(rng, size, frames)` and fills `Scene.frames`.
+    """
 
     name: str
     description: str  # one line, shown by `controlsprint synth --help`
     conditions: tuple[str, ...]  # the conditions this kind is made for, most useful first
-    render: Callable[[np.random.Generator, int], Scene]
+    render: Callable[..., Scene]
+    clip: bool = False
 
 
 def normalised_box(points: np.ndarray, size: int) -> list[float]:

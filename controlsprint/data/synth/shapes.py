@@ -99,6 +99,41 @@ def caption_for(objects: list[dict], background_phrase: str, size: int) -> str:
     return f"{pair}, and {_noun(objects[2])} {_where(centres[2], size)}, {on}"
 
 
+def sample_shape(rng: np.random.Generator) -> tuple[str, float]:
+    """A random shape class and its rotation (squares stay nearly upright, so they read as squares)."""
+    shape = SHAPE_CLASSES[int(rng.integers(len(SHAPE_CLASSES)))]
+    angle = float(rng.uniform(-0.25, 0.25)) if shape == "square" else float(rng.uniform(0, 2 * math.pi))
+    return shape, angle
+
+
+def draw_shape(
+    image: np.ndarray, segmentation: np.ndarray, shape: str, centre, radius: float, angle: float, rgb
+) -> np.ndarray:
+    """Draw one shape into the picture (anti-aliased, `rgb`) and the class map; returns its outline points."""
+    class_colour = SEGMENT_CLASS_COLOURS[shape]
+    if shape == "circle":
+        fill_circle(image, centre, radius, rgb, antialias=True)
+        fill_circle(segmentation, centre, radius, class_colour, antialias=False)
+        return np.array([centre - radius, centre + radius])
+    outline = shape_polygon(shape, centre, radius, angle)
+    fill_polygon(image, outline, rgb, antialias=True)
+    fill_polygon(segmentation, outline, class_colour, antialias=False)
+    return outline
+
+
+def shape_record(shape: str, colour: str, centre: np.ndarray, radius: float, outline, size: int) -> dict:
+    """The JSON ground truth of one drawn shape (the `objects` column's per-shape record)."""
+    return {
+        "class": shape,
+        "colour": colour,
+        "rgb": list(NAMED_COLOURS[colour]),
+        "centre": [round(float(v) / size, 4) for v in centre],
+        "centre_px": [round(float(v), 2) for v in centre],
+        "radius": round(radius / size, 4),
+        "bbox": normalised_box(outline, size),
+    }
+
+
 def render_shapes(rng: np.random.Generator, size: int) -> Scene:
     count = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
     colour_names = list(NAMED_COLOURS)
@@ -110,28 +145,9 @@ def render_shapes(rng: np.random.Generator, size: int) -> Scene:
     segmentation = np.zeros((size, size, 3), np.uint8)
     objects: list[dict] = []
     for (centre, radius), colour in zip(placements, object_colours, strict=True):
-        shape = SHAPE_CLASSES[int(rng.integers(len(SHAPE_CLASSES)))]
-        angle = float(rng.uniform(-0.25, 0.25)) if shape == "square" else float(rng.uniform(0, 2 * math.pi))
-        class_colour = SEGMENT_CLASS_COLOURS[shape]
-        if shape == "circle":
-            fill_circle(image, centre, radius, NAMED_COLOURS[colour], antialias=True)
-            fill_circle(segmentation, centre, radius, class_colour, antialias=False)
-            outline = np.array([centre - radius, centre + radius])
-        else:
-            outline = shape_polygon(shape, centre, radius, angle)
-            fill_polygon(image, outline, NAMED_COLOURS[colour], antialias=True)
-            fill_polygon(segmentation, outline, class_colour, antialias=False)
-        objects.append(
-            {
-                "class": shape,
-                "colour": colour,
-                "rgb": list(NAMED_COLOURS[colour]),
-                "centre": [round(float(v) / size, 4) for v in centre],
-                "centre_px": [round(float(v), 2) for v in centre],
-                "radius": round(radius / size, 4),
-                "bbox": normalised_box(outline, size),
-            }
-        )
+        shape, angle = sample_shape(rng)
+        outline = draw_shape(image, segmentation, shape, centre, radius, angle, NAMED_COLOURS[colour])
+        objects.append(shape_record(shape, colour, centre, radius, outline, size))
     caption = caption_for(objects, background.phrase, size)
     ground_truth = [
         {
