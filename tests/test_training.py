@@ -100,6 +100,30 @@ def test_frozen_weights_stay_bit_identical_and_trained_ones_move(data, mode):
     assert int(state.step) == 3
 
 
+def test_ema_warms_up_and_forgets_the_random_init():
+    from controlsprint.training.step import ema_decay_at
+
+    decays = np.asarray(ema_decay_at(0.999, np.arange(10_000)), np.float64)
+    assert decays[0] == pytest.approx(0.1) and decays[90] == pytest.approx(0.91)
+    assert decays.max() == pytest.approx(0.999) and np.all(np.diff(decays) >= 0)
+    # the share of the initial weights left in the EMA after 900 steps: the product of the decays
+    assert np.prod(decays[:900]) < 1e-6 < 0.999**900
+
+
+def test_resume_of_a_finished_run_keeps_its_checkpoint_and_exports(cli, data, tmp_path):
+    out = tmp_path / "finished"
+    code, _, err = cli(*train_args(data, out, "run.steps=2", "run.export=false"))
+    assert code == 0, err
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    # killed between the last checkpoint and the export: --resume has no step left, only the finish
+    code, _, err = cli(*train_args(data, out, "run.steps=2"), "--resume")
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["loss"] is None
+    assert (out / "export" / "pipeline" / "model_index.json").is_file()
+
+
 def test_controlnet_starts_as_a_copy_of_the_unet_encoder(data):
     step, state, _ = _context_and_state(data, "controlnet")
     unet = flatten(state.frozen["unet"])

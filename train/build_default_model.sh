@@ -14,10 +14,25 @@ controlsprint synth --out data/default/shapes --num 16000 --size 128 --kinds sha
   --conditions segment,canny,gray --seed 1
 controlsprint synth --out data/default/hands --num 8000 --size 128 --kinds hands --conditions hands,canny --seed 2
 
-controlsprint train default-vae       # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
-controlsprint train default-unet      # base: the VAE run's export
+timed() {  # $1: stage name; the rest: the command. Seconds per stage go to build_times.json (model card)
+  local stage="$1" start=$SECONDS
+  shift
+  "$@"
+  python - "$stage" "$((SECONDS - start))" <<'PY'
+import json, pathlib, sys
+path = pathlib.Path("build_times.json")
+times = json.loads(path.read_text()) if path.is_file() else {}
+times[sys.argv[1]] = int(sys.argv[2])
+path.write_text(json.dumps(times, indent=2) + "\n")
+PY
+}
+
+timed vae controlsprint train default-vae     # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
+timed unet controlsprint train default-unet   # base: the VAE run's export
+resumed_to="$(python -c 'from controlsprint.training.presets import UNET_RESUMED_TO as n; print(n)')"
+timed unet-resumed controlsprint train default-unet --resume --set run.steps="$resumed_to"   # second leg
 for condition in canny segment gray hands; do
-  controlsprint train "default-$condition"   # base: the UNet run's export; base frozen
+  timed "$condition" controlsprint train "default-$condition"   # base: the UNet run's export; base frozen
 done
 
 args=()
@@ -30,3 +45,4 @@ controlsprint export runs/default/unet/export/pipeline "${args[@]}" --format fla
 for condition in canny segment gray hands; do
   controlsprint eval --control "$condition" --model "$target" --num 32 --out "eval/$condition"
 done
+python "$repo/train/embedded_card.py" . "$target"   # README.md: commands, steps, times, eval figures

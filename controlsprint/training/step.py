@@ -114,6 +114,14 @@ def _gradients(ctx: StepContext, params, frozen, batch, rng):
     return loss * scale, jax.tree_util.tree_map(lambda g: g * scale, grads)
 
 
+def ema_decay_at(decay: float, step):
+    """EMA decay warmed up as (1 + step) / (10 + step), capped at `decay`: the EMA starts as a copy of
+    the initial weights, and a constant 0.999 would still hold 0.999**900 = 41 % of that random init
+    after 900 steps (short runs exported noise); the warmup forgets it within the first few hundred."""
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def train_step(ctx: StepContext, state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
     """One optimiser step. A non-finite loss leaves the state unchanged (metrics say so)."""
     loss, grads = _gradients(ctx, state.params, state.frozen, batch, rng)
@@ -121,7 +129,7 @@ def train_step(ctx: StepContext, state: TrainState, batch: dict, rng: jax.Array)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema
     if ema is not None:
-        decay = ctx.ema_decay
+        decay = ema_decay_at(ctx.ema_decay, state.step)
         ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     finite = jnp.isfinite(loss)
     # Keep the last good state when the loss blows up, so the trainer can stop with it intact.
