@@ -91,6 +91,31 @@ def test_pytorch_export_loads_in_diffusers(saved, tmp_path, cli):
     assert "base_model" in front and "controlsprint" in front
 
 
+def test_export_merges_controlnets_and_halves_storage(saved, tmp_path, cli):
+    from controlsprint.models.pipeline import save_controlnet
+
+    pipe, folder = saved
+    extra = Component("controlnet", TINY_CONTROLNET, init_params(TINY_CONTROLNET, 9))
+    save_controlnet(tmp_path / "depth", extra, "depth", fmt="flax")
+    full_size = (folder / "unet" / "flax_model.safetensors").stat().st_size
+    code, _, err = cli(
+        "export", folder, "--out", tmp_path / "merged", "--format", "flax", "--half",
+        "--add-controlnet", f"depth={tmp_path / 'depth'}",
+    )  # fmt: skip
+    assert code == 0, err
+    merged = load_pipeline(tmp_path / "merged")
+    assert set(merged.controlnets) == {"canny", "depth"}
+    half_size = (tmp_path / "merged" / "unet" / "flax_model.safetensors").stat().st_size
+    assert half_size < 0.6 * full_size
+    a, b = flatten(extra.params), flatten(merged.controlnets["depth"].params)
+    assert all(np.allclose(np.asarray(a[k]), b[k], rtol=1e-3, atol=1e-4) for k in a)  # float16 rounding
+    code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--add-controlnet", "depth")
+    assert (
+        code == 2
+        and err.strip() == "controlsprint export: error: --add-controlnet depth: expected NAME=VALUE"
+    )
+
+
 @pytest.mark.parametrize("part", ["unet", "tokenizer", "model_index.json"])
 def test_missing_parts_are_named(saved, tmp_path, part):
     import shutil

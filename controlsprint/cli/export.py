@@ -42,10 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from controlsprint.cli.args import parse_assignments
     from controlsprint.models.export import export
 
     out = export(
-        args.checkpoint, args.out, fmt=args.fmt, base_model=args.base_model, overwrite=args.overwrite
+        args.checkpoint,
+        args.out,
+        fmt=args.fmt,
+        base_model=args.base_model,
+        overwrite=args.overwrite,
+        add_controlnets=parse_assignments(args.add_controlnet, "--add-controlnet"),
+        storage_dtype="float16" if args.half else "float32",
     )
     print(f"exported {args.checkpoint} -> {out} ({args.fmt})")
     return 0
