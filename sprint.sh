@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # controlsprint's two entry points for a fresh clone:
-#   ./sprint.sh run    create .venv, install controlsprint, run the main job on the embedded default
+#   ./sprint.sh run    create .venv, install controlsprint, serve the demo suite on the embedded default
+#                      model at http://127.0.0.1:7860 (extra arguments go to `controlsprint demo all`)
 #   ./sprint.sh test   create .venv, install controlsprint[dev], run the whole test suite (slow tests too)
 # Extra arguments after `test` go to pytest (e.g. ./sprint.sh test -m "not slow" -x).
 # PYTHON picks the interpreter (3.10-3.12; mediapipe 0.10.21 has no wheels for newer ones).
@@ -30,7 +31,8 @@ ensure_venv() {  # $1: the extras to install, e.g. "" or "[dev]"
 case "$action" in
   run)
     ensure_venv ""
-    exec "$venv/bin/controlsprint" --help
+    # The main job: the demo suite (every app as a tab) over the embedded default model, until Ctrl-C.
+    exec "$venv/bin/controlsprint" demo all "$@"
     ;;
   test)
     ensure_venv "[dev]"

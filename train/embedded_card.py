@@ -18,6 +18,8 @@ from controlsprint.training.presets import CONTROLNET_DATA, UNET_RESUMED_TO, emb
 STAGES = ("vae", "unet", *CONTROLNET_DATA)
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
 GOALS = {"canny": ">= 0.75 (off < 0.25)", "segment": ">= 0.6", "gray": ">= 20 dB", "hands": "-"}
+GOAL_MINIMA = {"canny": 0.75, "segment": 0.6, "gray": 20.0}
+COLOUR_GOAL = 0.8
 
 
 def _build_commands() -> list[str]:
@@ -63,12 +65,14 @@ def card(build: Path, model: Path) -> str:
             f"| {stage} | {cfg.data.path.split('/')[-1]} | {steps} | {cfg.run.batch_size} "
             f"| {cfg.optim.learning_rate:g} | {minutes} |"
         )
-    evals = []
+    evals, met, missed = [], [], []
     for control in CONTROLNET_DATA:
         path = build / "eval" / control / "metrics.json"
         if not path.is_file():
             continue
         m = json.loads(path.read_text())
+        if control in GOAL_MINIMA:
+            (met if m["with_control"] >= GOAL_MINIMA[control] else missed).append(control)
         colour = (
             f"{m['colour_accuracy_with_control']:.0%} / {m['colour_accuracy_without_control']:.0%}"
             if "colour_accuracy_with_control" in m
@@ -125,6 +129,10 @@ def card(build: Path, model: Path) -> str:
         "| control | metric | with control | control off | goal | colour acc. on / off | scenes |",
         "|---|---|---|---|---|---|---|",
         *evals,
+        "",
+        f"Goals met: {', '.join(met) or 'none'}; missed: {', '.join(missed) or 'none'} "
+        f"(colour accuracy goal {COLOUR_GOAL:.0%}). Longer training (more steps per stage, a stronger VAE) is "
+        "what the missed goals need; docs/embedded-model.md says where the time goes.",
         "",
         "## Use",
         "",
