@@ -83,8 +83,23 @@ def serve(
     except KeyboardInterrupt:
         print("controlsprint demo: stopped", file=sys.stderr, flush=True)
     finally:
-        demo.close()
+        _close_within(demo, seconds=10)
     return 0
+
+
+def _close_within(demo: gr.Blocks, seconds: float) -> None:
+    """Close the server, but do not let Ctrl-C hang: uvicorn's graceful shutdown waits for open client
+    connections (a browser tab, a gradio_client's event stream), so after `seconds` the process ends."""
+    import os
+    import threading
+
+    closer = threading.Thread(target=demo.close, daemon=True)
+    closer.start()
+    closer.join(timeout=seconds)
+    if closer.is_alive():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def space_demo(app: str) -> gr.Blocks:
