@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,12 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+def sigint_live() -> None:
+    """`preexec_fn` for a child the test will Ctrl-C: a background job (nohup, `cmd &`) starts with
+    SIGINT ignored, every child inherits that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli_process(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

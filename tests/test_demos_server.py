@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from controlsprint.models.pipeline import save_pipeline
-from tests.conftest import REPO
+from tests.conftest import REPO, sigint_live
 from tests.test_inference import _with_live_zero_convs
 from tests.test_pipeline_folder import tiny_pipeline
 
@@ -393,6 +393,7 @@ def test_cli_serves_until_ctrl_c(model_dir, photos):
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        preexec_fn=sigint_live,
     )
     try:
         line = process.stdout.readline()  # blocks until the server is up (model loaded first)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from controlsprint.data.codec import decode_rgb
-from tests.conftest import REPO
+from tests.conftest import REPO, sigint_live
 
 PHOTOS = [
     "business_person.png",
@@ -271,6 +271,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(cli, photos, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "controlsprint", *_prepare_args(src, out, 2)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=sigint_live,
     )  # fmt: skip
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
