@@ -94,3 +94,24 @@ def direction_accuracy(clips, records) -> float | None:
         if record.get("direction")
     ]
     return float(np.mean(scored)) if scored else None
+
+
+def clip_scores(generated: list, truths: list, records: list) -> dict[str, float]:
+    """The video eval's figures over clips ([F, H, W, 3] uint8 each) made from their truth's first frame:
+
+    first_frame_psnr   frame 0 against the hint (the truth's frame 0), dB
+    temporal_diff      mean frame-to-frame difference of the generated clips (0-255 levels) ...
+    temporal_diff_truth ... and of the synthetic ground truth, the figure it should be near
+    direction_accuracy share of clips moving the way their caption says (only captions naming a direction)
+    """
+    from controlsprint.training.validate import psnr
+
+    scores = {
+        "first_frame_psnr": float(np.mean([psnr(g[0], t[0]) for g, t in zip(generated, truths, strict=True)])),
+        "temporal_diff": float(np.mean([temporal_difference(g) for g in generated])),
+        "temporal_diff_truth": float(np.mean([temporal_difference(t) for t in truths])),
+    }
+    accuracy = direction_accuracy(generated, records)
+    if accuracy is not None:
+        scores["direction_accuracy"] = accuracy
+    return scores

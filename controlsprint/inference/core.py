@@ -48,8 +48,12 @@ class InferenceCore:
             "vae": jax.device_put(pipeline.vae.params, self._replicated),
             "text_encoder": jax.device_put(pipeline.text_encoder.params, self._replicated),
         }
+        # The video UNet's own layers; its spatial part is the UNet above (the same arrays).
+        self._temporal = (
+            jax.device_put(pipeline.temporal.params, self._replicated) if pipeline.temporal else None
+        )
         self._controlnets: dict[str, tuple[Component, object]] = {}
-        self._models_cache: dict[tuple[str, ...], program.Models] = {}
+        self._models_cache: dict[tuple, program.Models] = {}
         for name, component in pipeline.controlnets.items():
             self.add_controlnet(name, component)
         self._lock = threading.Lock()  # one generation at a time: it already uses every core
@@ -78,7 +82,9 @@ class InferenceCore:
     def set_params(self, kind: str, params, name: str | None = None) -> None:
         """Swap in new weights of the same shapes (e.g. during training); compiled programs stay valid."""
         placed = jax.device_put(params, self._replicated)
-        if kind == "controlnet":
+        if kind == "temporal":
+            self._temporal = placed
+        elif kind == "controlnet":
             component, _ = self._controlnets[name]
             self._controlnets[name] = (component, placed)
         else:
@@ -95,16 +101,30 @@ class InferenceCore:
             len(self.pipeline.unet.config.block_out_channels) - 1
         )
 
-    def _models(self, names: tuple[str, ...]) -> program.Models:
-        if names not in self._models_cache:
-            self._models_cache[names] = program.Models(
-                unet=self.pipeline.unet.module(),
+    @property
+    def has_video(self) -> bool:
+        return self._temporal is not None
+
+    def _models(self, names: tuple[str, ...], video: bool = False) -> program.Models:
+        if (names, video) not in self._models_cache:
+            unet = self.pipeline.temporal.module() if video else self.pipeline.unet.module()
+            self._models_cache[names, video] = program.Models(
+                unet=unet,
                 vae=self.pipeline.vae.module(),
                 text_encoder=self.pipeline.text_encoder.module(),
                 controlnets={n: self._controlnets[n][0].module() for n in names},
                 scaling_factor=float(self.pipeline.vae.config.scaling_factor),
             )
-        return self._models_cache[names]
+        return self._models_cache[names, video]
+
+    def _unet_params(self, options: program.Options):
+        if not options.frames:
+            return self._params["unet"]
+        return {"spatial": self._params["unet"], **self._temporal}
+
+    def _all_params(self, options: program.Options) -> dict:
+        controlnets = {n: self._controlnets[n][1] for n in options.controlnets}
+        return {**self._params, "unet": self._unet_params(options), "controlnets": controlnets}
 
     # -- requests -> arrays -------------------------------------------------------------------------
 
@@ -112,8 +132,12 @@ class InferenceCore:
         multiple = self.size_multiple
         if request.height and request.width:
             height, width = request.height, request.width
-        elif request.init_image is not None or request.controls:
-            source = request.init_image if request.init_image is not None else request.controls[0].image
+        elif request.init_image is not None or request.controls or request.hint_image is not None:
+            source = next(
+                image
+                for image in (request.init_image, request.hint_image, *(c.image for c in request.controls))
+                if image is not None
+            )
             height, width = source.shape[:2]
             height, width = request.height or height, request.width or width
         else:
@@ -144,10 +168,15 @@ class InferenceCore:
         if unknown:
             known = ", ".join(self.controlnet_names) or "none loaded"
             raise UserError(f"no ControlNet named '{unknown[0]}' (available: {known})")
+        if request.is_video and not self.has_video:
+            raise UserError(
+                "this model has no temporal layers (a temporal/ folder): video needs a video model"
+            )
         height, width = self.output_size(request)
         downscale = self.pipeline.vae.config.downscale
         latent_shape = (
             request.batch,
+            *((request.frames,) if request.is_video else ()),
             height // downscale,
             width // downscale,
             self.pipeline.vae.config.latent_channels,
@@ -178,6 +207,9 @@ class InferenceCore:
             inputs["init"] = (_resize(request.init_image, height, width).astype(np.float32) / 127.5 - 1.0)[
                 None
             ]
+        hint = request.hint_image is not None
+        if hint:
+            inputs["hint"] = (_resize(request.hint_image, height, width).astype(np.float32) / 127.5 - 1.0)[None]
         if request.mode == "inpaint":
             mask = request.mask if request.mask.ndim == 2 else request.mask.max(axis=-1)
             inputs["mask"] = (_resize(mask, height, width, labels=True) >= 128).astype(np.float32)[
@@ -189,6 +221,9 @@ class InferenceCore:
             controlnets=tuple(c.name for c in controls),
             guess_mode=request.guess_mode,
             inpaint_unet=inpaint_unet,
+            frames=request.frames,
+            hint=hint and bool(self.pipeline.temporal.config.hint_concat),
+            lock_first_frame=hint and request.lock_first_frame,
         )
         return options, inputs
 
@@ -208,7 +243,8 @@ class InferenceCore:
         return placed
 
     def generate(self, request: Request, progress: ProgressFn | None = None) -> np.ndarray:
-        """Images [B, H, W, 3] uint8 for `request` (B = prompts x num_images).
+        """Images [B, H, W, 3] uint8 for `request` (B = prompts x num_images); clips [B, F, H, W, 3] for
+        a video request.
 
         Without `progress` the program comes from the program cache (traced once per machine, see
         `programs.py`); with it, the program calls back to Python every step, which ties it to this
@@ -218,8 +254,8 @@ class InferenceCore:
         sched = jax.device_put(
             make_scheduler(request.scheduler, self.schedule, request.steps), self._replicated
         )
-        params = {**self._params, "controlnets": {n: self._controlnets[n][1] for n in options.controlnets}}
-        models = self._models(options.controlnets)
+        params = self._all_params(options)
+        models = self._models(options.controlnets, bool(options.frames))
         with self._lock:
             placed = self._place(inputs)
             if progress is None:
@@ -244,16 +280,16 @@ class InferenceCore:
             "text_encoder": self.pipeline.text_encoder.config,
             **{f"controlnet {n}": self._controlnets[n][0].config for n in options.controlnets},
         }
+        if options.frames:
+            configs["temporal"] = self.pipeline.temporal.config
         return {"options": repr(options), "tree": str(tree), **{k: repr(v) for k, v in configs.items()}}
 
     def lower(self, request: Request):
         """The lowered program for `request` (for cost analysis and ahead-of-time compilation)."""
         options, inputs = self.prepare(request)
         sched = make_scheduler(request.scheduler, self.schedule, request.steps)
-        params = {**self._params, "controlnets": {n: self._controlnets[n][1] for n in options.controlnets}}
-        return self._jitted.lower(
-            self._models(options.controlnets), options, None, params, sched, self._place(inputs)
-        )
+        models = self._models(options.controlnets, bool(options.frames))
+        return self._jitted.lower(models, options, None, self._all_params(options), sched, self._place(inputs))
 
 
 @functools.partial(jax.jit, static_argnums=(1,))

@@ -30,6 +30,9 @@ class Options:
     controlnets: tuple[str, ...]  # which ControlNets run, in order
     guess_mode: bool = False
     inpaint_unet: bool = False  # the UNet takes 9 channels: latents + mask + masked-image latents
+    frames: int = 0  # > 0: a clip of this many frames from the video UNet (latents [B, F, h, w, C])
+    hint: bool = False  # video: the hint image's latent goes into every frame (the video UNet's hint input)
+    lock_first_frame: bool = False  # video: frame 0 is held on the hint's noised latent, as inpainting does
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,16 +71,28 @@ def sample(
     inputs: ids/negative_ids [B, T] int32; noise [B, h, w, 4]; conditions: tuple of [1, H, W, 3] in
     [0, 1]; scales/starts/ends [k]; guidance []; start_index [] int32; init [1, H, W, 3] in [-1, 1] and
     mask [1, H, W, 1] in {0, 1} (img2img / inpaint only).
+    Video (options.frames > 0): noise [B, F, h, w, 4], hint [1, H, W, 3] in [-1, 1]; `models.unet` is the
+    video UNet and `params["unet"]` its tree; returns [B, F, H, W, 3].
     """
     encode_text = lambda ids: models.text_encoder.apply({"params": params["text_encoder"]}, ids)[0]  # noqa: E731
     text = encode_text(inputs["ids"])
     context = jnp.concatenate([encode_text(inputs["negative_ids"]), text]) if options.cfg else text
     noise = inputs["noise"]
-    batch, lat_h, lat_w, _ = noise.shape
+    batch, lat_h, lat_w, channels = noise.shape[0], *noise.shape[-3:]
     start_index = inputs["start_index"]
+    double = (lambda x: jnp.concatenate([x, x])) if options.cfg else (lambda x: x)
+    unet_extra = {}
+    if options.hint or options.lock_first_frame:
+        hint_latent = jnp.broadcast_to(
+            _encode_image(models, params["vae"], inputs["hint"]), (batch, lat_h, lat_w, channels)
+        )
+        if options.hint:  # both CFG halves see the hint: guidance steers by the text alone
+            unet_extra["hint_latent"] = double(hint_latent)
 
     if options.mode == "txt2img":
         latents = noise * sched.init_noise_sigma
+        if options.lock_first_frame:
+            latents = latents.at[:, 0].set(sched.add_noise(hint_latent, noise[:, 0], 0))
     else:
         image_latents = jnp.broadcast_to(
             _encode_image(models, params["vae"], inputs["init"]), (batch, lat_h, lat_w, noise.shape[-1])
@@ -103,7 +118,6 @@ def sample(
         )
         for name, condition in zip(options.controlnets, inputs["conditions"], strict=True)
     ]
-    double = (lambda x: jnp.concatenate([x, x])) if options.cfg else (lambda x: x)
 
     def controlnet_residuals(i, model_input, t):
         keep = _control_keep(sched, i, start_index, inputs["starts"], inputs["ends"]) * inputs["scales"]
@@ -137,7 +151,9 @@ def sample(
         unet_input = model_input
         if options.inpaint_unet:
             unet_input = jnp.concatenate([model_input, extra_channels], axis=-1)
-        prediction = models.unet.apply({"params": params["unet"]}, double(unet_input), t, context, *residuals)
+        prediction = models.unet.apply(
+            {"params": params["unet"]}, double(unet_input), t, context, *residuals, **unet_extra
+        )
         if options.cfg:
             uncond, cond = jnp.split(prediction, 2)
             prediction = uncond + inputs["guidance"] * (cond - uncond)
@@ -145,13 +161,20 @@ def sample(
         if options.mode == "inpaint" and not options.inpaint_unet:
             # Keep the known region on the sampler's noise schedule; index n returns it unnoised.
             latents = mask * latents + (1.0 - mask) * sched.add_noise(image_latents, noise, i + 1)
+        if options.lock_first_frame:  # the same blending, with frame 0 as the known region
+            latents = latents.at[:, 0].set(sched.add_noise(hint_latent, noise[:, 0], i + 1))
         if progress_hook is not None:
             jax.debug.callback(progress_hook, i)
         return state, latents
 
     state = sched.init_state(latents.shape)
     _, latents = jax.lax.fori_loop(start_index, sched.num_inference_steps, body, (state, latents))
-    pixels = models.vae.apply({"params": params["vae"]}, latents / models.scaling_factor, method="decode")
+    pixels = models.vae.apply(
+        {"params": params["vae"]},
+        latents.reshape(-1, lat_h, lat_w, channels) / models.scaling_factor,  # a clip's frames fold into the batch
+        method="decode",
+    )
+    pixels = pixels.reshape(*latents.shape[:-3], *pixels.shape[1:])
     if options.mode == "inpaint":
         pixels = inputs["mask"] * pixels + (1.0 - inputs["mask"]) * inputs["init"]
     return jnp.round(jnp.clip(pixels / 2.0 + 0.5, 0.0, 1.0) * 255.0).astype(jnp.uint8)

@@ -44,6 +44,15 @@ class Request:
     mask: np.ndarray | None = None  # inpaint: white (>= 128) = repaint, black = keep
     guess_mode: bool = False
     latents: np.ndarray | None = None  # explicit starting noise [B, h, w, C] (tests, parity checks)
+    # Video (needs a model with temporal layers): a clip of `frames` frames instead of an image, made to
+    # start from `hint_image` (HxWx3 uint8) when given; `lock_first_frame` holds frame 0 on the hint.
+    frames: int = 0
+    hint_image: np.ndarray | None = None
+    lock_first_frame: bool = True
+
+    @property
+    def is_video(self) -> bool:
+        return self.frames > 0
 
     @property
     def batch(self) -> int:
@@ -108,6 +117,13 @@ def validate(request: Request) -> None:
         _check_image(f"condition image for {control.name}", control.image)
     if request.init_image is not None:
         _check_image("init image", request.init_image)
+    _number("frames", request.frames, 0, 64, integer=True)
+    if request.hint_image is not None:
+        if not request.is_video:
+            raise UserError("a hint image is for video: give frames >= 1 too")
+        _check_image("hint image", request.hint_image)
+    if request.is_video and (request.controls or request.init_image is not None):
+        raise UserError("video generation takes a prompt and a hint image; ControlNets and init images are image-only")
     if request.mask is not None:
         if request.init_image is None:
             raise UserError("a mask needs an init image (the picture to inpaint)")

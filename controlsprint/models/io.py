@@ -43,6 +43,10 @@ class Component:
     def module(self, dtype=None, **kwargs):
         import jax.numpy as jnp
 
+        if self.kind == "temporal":  # the temporal layers' module is the whole video UNet (video_io.py)
+            from controlsprint.models.video_unet import VideoUNet
+
+            return VideoUNet(self.config, dtype=dtype or jnp.float32, **kwargs)
         return SPECS[self.kind].module_factory(self.config, dtype=dtype or jnp.float32, **kwargs)
 
 

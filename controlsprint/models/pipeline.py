@@ -31,6 +31,8 @@ class Pipeline:
     controlnets: Mapping[str, Component] = dataclasses.field(default_factory=dict)
     folder: Path | None = None
     meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The video UNet's temporal layers (video_io.py), when the folder has a temporal/ part.
+    temporal: Component | None = None
 
     def with_controlnets(self, extra: Mapping[str, Component]) -> Pipeline:
         return dataclasses.replace(self, controlnets={**self.controlnets, **extra})
@@ -70,8 +72,9 @@ def load_pipeline(folder: str | Path, *, with_controlnets: bool = True) -> Pipel
         if (folder / "controlnets").is_dir():
             for sub in sorted(p for p in (folder / "controlnets").iterdir() if p.is_dir()):
                 controlnets.update([load_controlnet(sub, sub.name)])
+    unet = load_component(folder / "unet", "unet")
     return Pipeline(
-        unet=load_component(folder / "unet", "unet"),
+        unet=unet,
         vae=load_component(folder / "vae", "vae"),
         text_encoder=load_component(folder / "text_encoder", "text_encoder"),
         tokenizer=CLIPTokenizer.from_folder(folder / "tokenizer"),
@@ -79,7 +82,16 @@ def load_pipeline(folder: str | Path, *, with_controlnets: bool = True) -> Pipel
         controlnets=controlnets,
         folder=folder,
         meta=read_meta(folder),
+        temporal=_load_temporal_part(folder, unet.config),
     )
+
+
+def _load_temporal_part(folder: Path, unet_config) -> Component | None:
+    if not (folder / "temporal").is_dir():
+        return None
+    from controlsprint.models.video_io import load_temporal
+
+    return load_temporal(folder / "temporal", unet_config)
 
 
 def model_index(controlnet: bool) -> dict:
@@ -116,6 +128,10 @@ def save_pipeline(
     )
     for name, component in pipe.controlnets.items():
         save_controlnet(folder / "controlnets" / name, component, name, fmt=fmt, storage_dtype=storage_dtype)
+    if pipe.temporal is not None:
+        from controlsprint.models.video_io import save_temporal
+
+        save_temporal(folder / "temporal", pipe.temporal, storage_dtype=storage_dtype)
     (folder / "model_index.json").write_text(json.dumps(model_index(False), indent=2) + "\n")
     if pipe.meta:
         (folder / META_FILE).write_text(json.dumps(dict(pipe.meta), indent=2) + "\n")

@@ -17,8 +17,9 @@ from typing import Literal
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
     # What the run trains: a ControlNet (base frozen), the base UNet (text-to-image; VAE and text
-    # encoder frozen), or the VAE (autoencoder on the images).
-    mode: Literal["controlnet", "unet", "vae"] = "controlnet"
+    # encoder frozen), the VAE (autoencoder on the images), or the video UNet's temporal layers and
+    # hint input (every image part frozen; needs a clip dataset, synth --kinds motion).
+    mode: Literal["controlnet", "unet", "vae", "video"] = "controlnet"
     # A diffusers-layout pipeline folder to start from (a real SD1.5 folder, or a previous run's
     # export). None: build a fresh pipeline of `architecture`.
     base: str | None = None
@@ -31,6 +32,10 @@ class ModelSection:
     # Fresh tokenizer: a word-level vocabulary built from the dataset's captions (only without `base`).
     tokenizer_from_dataset: bool = True
     seed: int = 0  # seed of fresh parameter initialisation
+    # video: heads of the attention over frames (must divide every UNet block width) and the temporal
+    # conv's kernel; used when the base has no temporal layers yet (otherwise training continues those).
+    temporal_heads: int = 8
+    temporal_kernel: int = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,7 @@ class DataSection:
     crop: int = 0
     seed: int = 0  # data order: a fixed permutation per (seed, epoch), so a resumed run sees the same batches
     caption_dropout: float = 0.1  # probability of training on the empty prompt (enables CFG)
+    hint_dropout: float = 0.1  # video: probability of training a clip without its hint image
     prefetch: int = 2  # batches decoded ahead on a background thread
 
 
@@ -108,6 +114,8 @@ def check_config(cfg: TrainConfig) -> None:
         ("run.validation_steps", cfg.run.validation_steps >= 1, ">= 1"),
         ("data.resolution", cfg.data.resolution >= 8 and cfg.data.resolution % 8 == 0, "a multiple of 8"),
         ("data.caption_dropout", 0.0 <= cfg.data.caption_dropout <= 1.0, "in [0, 1]"),
+        ("data.hint_dropout", 0.0 <= cfg.data.hint_dropout <= 1.0, "in [0, 1]"),
+        ("data.crop", cfg.model.mode != "video" or cfg.data.crop == 0, "0 in video mode (clips train whole)"),
         (
             "data.crop",
             cfg.data.crop == 0 or (8 <= cfg.data.crop <= cfg.data.resolution and cfg.data.crop % 8 == 0),

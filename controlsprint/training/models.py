@@ -84,6 +84,24 @@ def controlnet_from_unet(unet: Component, conditioning_channels: tuple[int, ...]
     return Component("controlnet", cn_cfg, unflatten(params))
 
 
+def fresh_temporal(cfg: TrainConfig, pipeline: Pipeline) -> Component:
+    """Temporal layers for `pipeline`'s UNet, initialised so that the video UNet equals it frame by frame."""
+    import jax
+
+    from controlsprint.models.video_configs import VideoUNetConfig
+    from controlsprint.models.video_io import temporal_params
+    from controlsprint.models.video_unet import inflate
+
+    config = VideoUNetConfig(
+        unet=pipeline.unet.config,
+        temporal_attention_heads=cfg.model.temporal_heads,
+        temporal_kernel_size=cfg.model.temporal_kernel,
+        hint_channels=pipeline.vae.config.latent_channels,
+    )
+    params = inflate(pipeline.unet.params, config, jax.random.key(cfg.model.seed + 4))
+    return Component("temporal", config, jax.device_get(temporal_params(params)))
+
+
 def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
     """The pipeline to train against and the component to train, per `cfg.model`."""
     pipeline = (
@@ -96,6 +114,8 @@ def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
         return StartingPoint(pipeline, pipeline.vae)
     if mode == "unet":
         return StartingPoint(pipeline, pipeline.unet)
+    if mode == "video":
+        return StartingPoint(pipeline, pipeline.temporal or fresh_temporal(cfg, pipeline))
     # Our own pipelines record their architecture; anything else (a real SD folder) gets SD's embedding.
     architecture = pipeline.meta.get("architecture", "sd15")
     channels = ARCHITECTURES.get(architecture, ARCHITECTURES["sd15"])[3]

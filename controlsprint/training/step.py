@@ -34,7 +34,7 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class StepContext:
-    mode: str  # "controlnet" | "unet" | "vae"
+    mode: str  # "controlnet" | "unet" | "vae" | "video"
     modules: dict  # Flax modules: "vae", "text_encoder", "unet", "controlnet" (as needed)
     schedule: NoiseSchedule
     scaling_factor: float
@@ -43,6 +43,7 @@ class StepContext:
     empty_ids: np.ndarray  # token ids of the empty prompt [T]
     grad_accum: int = 1
     ema_decay: float = 0.0
+    hint_dropout: float = 0.0  # video: probability of a clip trained without its hint
 
 
 def init_state(ctx: StepContext, params: Any, frozen: Any) -> TrainState:
@@ -63,11 +64,23 @@ def _vae_loss(ctx: StepContext, params, frozen, batch, rng):
     return jnp.mean(jnp.abs(recon - pixels)) + VAE_KL_WEIGHT * kl
 
 
+def _latents(ctx: StepContext, frozen, pixels, rng) -> tuple[jax.Array, jax.Array]:
+    """(sampled latents, mean latents) of pixels [..., H, W, 3], scaled; leading axes kept."""
+    lead = pixels.shape[:-3]
+    mean, logvar = ctx.modules["vae"].apply(
+        {"params": frozen["vae"]}, pixels.reshape(-1, *pixels.shape[-3:]), method="encode"
+    )
+    latents = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    unfold = lambda x: (x * ctx.scaling_factor).reshape(*lead, *x.shape[1:])  # noqa: E731
+    return unfold(latents), unfold(mean)
+
+
 def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
-    """Noise-prediction (or v / x0, per the schedule) MSE of the UNet, steered by the ControlNet if any."""
+    """Noise-prediction (or v / x0, per the schedule) MSE of the UNet, steered by the ControlNet if any;
+    in video mode, of the video UNet on whole clips, with frame 0's latent as the hint."""
     rng_latent, rng_noise, rng_t, rng_drop = jax.random.split(rng, 4)
-    mean, logvar = ctx.modules["vae"].apply({"params": frozen["vae"]}, batch["pixels"], method="encode")
-    latents = (mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng_latent, mean.shape)) * ctx.scaling_factor
+    video = ctx.mode == "video"
+    latents, mean = _latents(ctx, frozen, batch["frames" if video else "pixels"], rng_latent)
     ids = batch["ids"]
     dropped = jax.random.uniform(rng_drop, (ids.shape[0], 1)) < ctx.caption_dropout
     ids = jnp.where(dropped, jnp.asarray(ctx.empty_ids)[None], ids)
@@ -78,6 +91,13 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     if ctx.mode == "controlnet":
         down, mid = ctx.modules["controlnet"].apply({"params": params}, noisy, t, text, batch["cond"])
         prediction = ctx.modules["unet"].apply({"params": frozen["unet"]}, noisy, t, text, down, mid)
+    elif video:
+        # The hint is the clean first frame (its mean latent, as inference encodes the hint image);
+        # an all-zero hint is how the video UNet reads "no hint", so dropping one is a multiply.
+        keep = jax.random.uniform(jax.random.fold_in(rng_drop, 1), (ids.shape[0], 1, 1, 1)) >= ctx.hint_dropout
+        hint = mean[:, 0] * keep
+        tree = {"spatial": frozen["unet"], **params}
+        prediction = ctx.modules["video"].apply({"params": tree}, noisy, t, text, hint_latent=hint)
     else:
         prediction = ctx.modules["unet"].apply({"params": params}, noisy, t, text)
     target = training_target(ctx.schedule, latents, noise, t)

@@ -89,6 +89,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     dataset = ShardedDataset(cfg.data.path)
     condition = cfg.model.condition if mode == "controlnet" else None
     dataset.column_for(condition)  # a missing condition column is an error now, not at step 1
+    if mode == "video" and not dataset.has_clips:
+        raise UserError(f"data.path {cfg.data.path}: video mode needs clips (controlsprint synth --kinds motion)")
     mesh = shd.make_mesh(cfg.mesh)
     shd.check_batch(cfg.run.batch_size, mesh, cfg.optim.grad_accum)
     checkpointer = Checkpointer(
@@ -111,14 +113,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     }
     modules["unet"] = pipeline.unet.module(dtype=dtype, remat=cfg.run.remat)
     modules[mode] = trained_module
+    image_parts = {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params}
     frozen = {
         "vae": {},
         "unet": {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params},
-        "controlnet": {
-            "vae": pipeline.vae.params,
-            "text_encoder": pipeline.text_encoder.params,
-            "unet": pipeline.unet.params,
-        },
+        "controlnet": {**image_parts, "unet": pipeline.unet.params},
+        "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
     }[mode]
     ctx = StepContext(
         mode=mode,
@@ -130,6 +130,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         empty_ids=pipeline.tokenizer([""])[0],
         grad_accum=cfg.optim.grad_accum,
         ema_decay=cfg.optim.ema_decay,
+        hint_dropout=cfg.data.hint_dropout,
     )
 
     # == 3. state: fresh (sharded by the rules) or restored =============================================
@@ -143,7 +144,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         state, record = checkpointer.restore(state)
         first_step = int(jax.device_get(state.step))
         _log(f"resumed {out} at step {first_step}")
-    batch_keys = ["pixels"] + ([] if mode == "vae" else ["ids"]) + (["cond"] if mode == "controlnet" else [])
+    batch_keys = [
+        "frames" if mode == "video" else "pixels",
+        *([] if mode == "vae" else ["ids"]),
+        *(["cond"] if mode == "controlnet" else []),
+    ]
     batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
     step_fn = jax.jit(
         functools.partial(train_step, ctx),
@@ -166,7 +171,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     )
 
     def host_batch(raw: dict) -> dict:
-        batch = {"pixels": raw["pixel_values"]}
+        batch = {"frames": raw["frames"]} if mode == "video" else {"pixels": raw["pixel_values"]}
         if mode != "vae":
             batch["ids"] = pipeline.tokenizer(raw["text"])
         if mode == "controlnet":
@@ -312,6 +317,8 @@ def _validator(cfg: TrainConfig, dataset, pipeline, trainable, condition):
     examples = dataset.examples(np.arange(count), resolution=cfg.data.resolution, condition=condition)
     if cfg.model.mode == "controlnet":  # the validator's core needs the ControlNet being trained
         pipeline = pipeline.with_controlnets({cfg.model.condition: trainable})
+    if cfg.model.mode == "video":  # ... and the temporal layers
+        pipeline = dataclasses.replace(pipeline, temporal=trainable)
     return Validator(pipeline, cfg.model.mode, cfg.model.condition, examples, cfg.run.validation_steps)
 
 
@@ -351,6 +358,8 @@ def _export(cfg: TrainConfig, pipeline, trainable, params, dataset, scores) -> P
         result = dataclasses.replace(pipeline, vae=trained, meta=meta)
     elif cfg.model.mode == "unet":
         result = dataclasses.replace(pipeline, unet=trained, meta=meta)
+    elif cfg.model.mode == "video":
+        result = dataclasses.replace(pipeline, temporal=trained, meta=meta)
     else:
         result = dataclasses.replace(
             pipeline,

@@ -4,6 +4,8 @@ vae         original | reconstruction, PSNR
 unet        one text-to-image sample per validation caption
 controlnet  condition | with control | control off (scale 0), and the controllability metric
             (canny F1, segment mIoU, gray PSNR, hands F1) with and without control
+video       per clip, the true frames above the frames generated from its first frame and caption;
+            first-frame PSNR, temporal difference against the truth's, direction accuracy
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Validator:
     def run(self, params) -> tuple[np.ndarray, dict[str, float]]:
         if self.mode == "vae":
             return self._vae(params)
+        if self.mode == "video":
+            self.core.set_params("temporal", params)
+            return video_grid_and_scores(self.core, self.examples, steps=self.steps, seed=self.seed)
         from controlsprint.inference import Control, make_request
 
         if self.mode == "unet":
@@ -95,3 +100,18 @@ class Validator:
         recon = np.round(np.clip(recon / 2 + 0.5, 0, 1) * 255).astype(np.uint8)
         rows = [[a, b] for a, b in zip(self.examples["images"], recon, strict=True)]
         return grid(rows), {"psnr": float(np.mean([psnr(a, b) for a, b in rows]))}
+
+
+def video_grid_and_scores(core, examples: dict, *, steps: int, seed: int, guidance: float = 5.0):
+    """Clips generated from each example's first frame and caption: (grid, `clip_scores`)."""
+    from controlsprint.evaluation.motion import clip_scores
+    from controlsprint.inference import make_request
+
+    truths, generated = list(examples["frames"]), []
+    for frames, text in zip(truths, examples["texts"], strict=True):
+        request = make_request(
+            text, frames=len(frames), hint_image=frames[0], steps=steps, seed=seed, guidance=guidance
+        )
+        generated.append(core.generate(request)[0])
+    rows = [row for truth, clip in zip(truths, generated, strict=True) for row in (list(truth), list(clip))]
+    return grid(rows), clip_scores(generated, truths, examples["motion"])
