@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "controlsprint.cli.prepare",
     "controlsprint.cli.train",
     "controlsprint.cli.generate",
+    "controlsprint.cli.generate_video",
     "controlsprint.cli.eval",
     "controlsprint.cli.export",
     "controlsprint.cli.demo",

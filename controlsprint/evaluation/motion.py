@@ -107,7 +107,9 @@ def clip_scores(generated: list, truths: list, records: list) -> dict[str, float
     from controlsprint.training.validate import psnr
 
     scores = {
-        "first_frame_psnr": float(np.mean([psnr(g[0], t[0]) for g, t in zip(generated, truths, strict=True)])),
+        "first_frame_psnr": float(
+            np.mean([psnr(g[0], t[0]) for g, t in zip(generated, truths, strict=True)])
+        ),
         "temporal_diff": float(np.mean([temporal_difference(g) for g in generated])),
         "temporal_diff_truth": float(np.mean([temporal_difference(t) for t in truths])),
     }

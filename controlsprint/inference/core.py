@@ -209,7 +209,9 @@ class InferenceCore:
             ]
         hint = request.hint_image is not None
         if hint:
-            inputs["hint"] = (_resize(request.hint_image, height, width).astype(np.float32) / 127.5 - 1.0)[None]
+            inputs["hint"] = (_resize(request.hint_image, height, width).astype(np.float32) / 127.5 - 1.0)[
+                None
+            ]
         if request.mode == "inpaint":
             mask = request.mask if request.mask.ndim == 2 else request.mask.max(axis=-1)
             inputs["mask"] = (_resize(mask, height, width, labels=True) >= 128).astype(np.float32)[
@@ -289,7 +291,9 @@ class InferenceCore:
         options, inputs = self.prepare(request)
         sched = make_scheduler(request.scheduler, self.schedule, request.steps)
         models = self._models(options.controlnets, bool(options.frames))
-        return self._jitted.lower(models, options, None, self._all_params(options), sched, self._place(inputs))
+        return self._jitted.lower(
+            models, options, None, self._all_params(options), sched, self._place(inputs)
+        )
 
 
 @functools.partial(jax.jit, static_argnums=(1,))

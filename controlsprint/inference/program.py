@@ -171,7 +171,8 @@ def sample(
     _, latents = jax.lax.fori_loop(start_index, sched.num_inference_steps, body, (state, latents))
     pixels = models.vae.apply(
         {"params": params["vae"]},
-        latents.reshape(-1, lat_h, lat_w, channels) / models.scaling_factor,  # a clip's frames fold into the batch
+        latents.reshape(-1, lat_h, lat_w, channels)
+        / models.scaling_factor,  # a clip's frames fold into the batch
         method="decode",
     )
     pixels = pixels.reshape(*latents.shape[:-3], *pixels.shape[1:])

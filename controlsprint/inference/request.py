@@ -123,7 +123,9 @@ def validate(request: Request) -> None:
             raise UserError("a hint image is for video: give frames >= 1 too")
         _check_image("hint image", request.hint_image)
     if request.is_video and (request.controls or request.init_image is not None):
-        raise UserError("video generation takes a prompt and a hint image; ControlNets and init images are image-only")
+        raise UserError(
+            "video generation takes a prompt and a hint image; ControlNets and init images are image-only"
+        )
     if request.mask is not None:
         if request.init_image is None:
             raise UserError("a mask needs an init image (the picture to inpaint)")

@@ -43,7 +43,9 @@ def save_temporal(folder: str | Path, component: Component, *, storage_dtype: st
     tmp = folder / (FLAX_WEIGHTS + ".tmp")
     save_file(flat, str(tmp), metadata={"format": "flax"})
     tmp.replace(folder / FLAX_WEIGHTS)
-    (folder / "config.json").write_text(json.dumps({"_class_name": TEMPORAL_CLASS, **fields}, indent=2) + "\n")
+    (folder / "config.json").write_text(
+        json.dumps({"_class_name": TEMPORAL_CLASS, **fields}, indent=2) + "\n"
+    )
     return folder
 
 
@@ -54,7 +56,9 @@ def load_temporal(folder: str | Path, unet_config: UNetConfig) -> Component:
     folder = Path(folder)
     data = read_json(folder / "config.json")
     if data.get("_class_name") != TEMPORAL_CLASS:
-        raise UserError(f"{folder / 'config.json'}: not a temporal-layers config (_class_name {TEMPORAL_CLASS})")
+        raise UserError(
+            f"{folder / 'config.json'}: not a temporal-layers config (_class_name {TEMPORAL_CLASS})"
+        )
     fields = {k: v for k, v in data.items() if not k.startswith("_")}
     config = dataclasses.replace(
         from_dict(VideoUNetConfig, fields, source=str(folder / "config.json")), unet=unet_config

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from controlsprint.training.config import DataSection, ModelSection, OptimSection, RunSection, TrainConfig
 
-DATA = {"mixed": "data/default/mixed", "shapes": "data/default/shapes", "hands": "data/default/hands"}
+DATA = {
+    "mixed": "data/default/mixed",
+    "shapes": "data/default/shapes",
+    "hands": "data/default/hands",
+    "motion": "data/default/motion",
+}
 RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage, chosen to fit the whole build in about an hour of 2 CPU cores (docs/embedded-model.md)
-STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450}
+STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 900}
 # The committed model's UNet then went on with `--resume --set run.steps=UNET_RESUMED_TO`: a warm restart
 # of the cosine schedule (900 steps drew colours but not yet shapes; build_default_model.sh does both legs)
 UNET_RESUMED_TO = 1500
@@ -58,5 +63,13 @@ def embedded_stage(stage: str) -> TrainConfig:
             data=DataSection(path=DATA[CONTROLNET_DATA[stage]], resolution=128, caption_dropout=0.1),
             optim=OptimSection(learning_rate=5e-4, warmup_steps=50, schedule="cosine"),
             run=_run(stage, STEPS[stage], 16),
+        )
+    if stage == "video":  # the temporal layers of the embedded video model (issue 11), image parts frozen
+        return TrainConfig(
+            name="default-video",
+            model=ModelSection(mode="video", base=f"{RUNS}/unet/export/pipeline", temporal_heads=8),
+            data=DataSection(path=DATA["motion"], resolution=128, caption_dropout=0.1, hint_dropout=0.1),
+            optim=OptimSection(learning_rate=5e-4, warmup_steps=50, schedule="cosine"),
+            run=_run("video", STEPS["video"], 4),
         )
     raise ValueError(f"unknown stage {stage}")

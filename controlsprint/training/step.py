@@ -94,7 +94,9 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     elif video:
         # The hint is the clean first frame (its mean latent, as inference encodes the hint image);
         # an all-zero hint is how the video UNet reads "no hint", so dropping one is a multiply.
-        keep = jax.random.uniform(jax.random.fold_in(rng_drop, 1), (ids.shape[0], 1, 1, 1)) >= ctx.hint_dropout
+        keep = (
+            jax.random.uniform(jax.random.fold_in(rng_drop, 1), (ids.shape[0], 1, 1, 1)) >= ctx.hint_dropout
+        )
         hint = mean[:, 0] * keep
         tree = {"spatial": frozen["unet"], **params}
         prediction = ctx.modules["video"].apply({"params": tree}, noisy, t, text, hint_latent=hint)

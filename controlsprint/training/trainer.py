@@ -90,7 +90,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     condition = cfg.model.condition if mode == "controlnet" else None
     dataset.column_for(condition)  # a missing condition column is an error now, not at step 1
     if mode == "video" and not dataset.has_clips:
-        raise UserError(f"data.path {cfg.data.path}: video mode needs clips (controlsprint synth --kinds motion)")
+        raise UserError(
+            f"data.path {cfg.data.path}: video mode needs clips (controlsprint synth --kinds motion)"
+        )
     mesh = shd.make_mesh(cfg.mesh)
     shd.check_batch(cfg.run.batch_size, mesh, cfg.optim.grad_accum)
     checkpointer = Checkpointer(
