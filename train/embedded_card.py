@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controlsprint.training.presets import CONTROLNET_DATA, UNET_RESUMED_TO, embedded_stage
 
-STAGES = ("vae", "unet", *CONTROLNET_DATA)
+STAGES = ("vae", "unet", *CONTROLNET_DATA, "video")
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
 GOALS = {"canny": ">= 0.75 (off < 0.25)", "segment": ">= 0.6", "gray": ">= 20 dB", "hands": "-"}
 GOAL_MINIMA = {"canny": 0.75, "segment": 0.6, "gray": 20.0}
@@ -39,12 +39,47 @@ def _build_commands() -> list[str]:
         "controlsprint train default-unet",
         f"controlsprint train default-unet --resume --set run.steps={UNET_RESUMED_TO}",
         *(f"controlsprint train default-{c}" for c in CONTROLNET_DATA),
-        f"controlsprint export runs/default/unet/export/pipeline {adds} --format flax --half "
+        "controlsprint train default-video",
+        f"controlsprint export runs/default/unet/export/pipeline {adds} "
+        "--add-temporal runs/default/video/export/pipeline/temporal --format flax --half "
         "--base-model controlsprint/tiny-sd --out controlsprint/embedded/tiny-sd --overwrite",
         *(
             f"controlsprint eval --control {c} --model controlsprint/embedded/tiny-sd --num 32 --out eval/{c}"
             for c in CONTROLNET_DATA
         ),
+        "controlsprint eval --control video --model controlsprint/embedded/tiny-sd --num 16 --frames 8 "
+        "--out eval/video",
+    ]
+
+
+def _video_eval(build: Path) -> list[str]:
+    """The video model's eval table (temporal layers on / off), or nothing if the build has none."""
+    path = build / "eval" / "video" / "metrics.json"
+    if not path.is_file():
+        return []
+    m = json.loads(path.read_text())
+    on, off = m["with_temporal"], m["without_temporal"]
+    figures = [
+        ("first-frame PSNR vs the hint (dB)", "first_frame_psnr", "{:.1f}"),
+        ("temporal difference (0-255 levels)", "temporal_diff", "{:.1f}"),
+        ("motion direction accuracy", "direction_accuracy", "{:.0%}"),
+    ]
+    rows = [
+        f"| {label} | {fmt.format(on[key])} | {fmt.format(off[key])} |"
+        for label, key, fmt in figures
+        if key in on
+    ]
+    return [
+        "## Video (`controlsprint eval --control video`)",
+        "",
+        f"{m['num']} held-out motion clips of {m['frames']} frames (seed {m['seed']}, {m['steps']} steps, CFG "
+        f"{m['guidance']:g}), each generated from its first frame and caption; the ground truth's temporal "
+        f"difference is {on['temporal_diff_truth']:.1f}. Temporal layers off = the image UNet on every frame.",
+        "",
+        "| figure | temporal layers on | off |",
+        "|---|---|---|",
+        *rows,
+        "",
     ]
 
 
@@ -95,19 +130,20 @@ def card(build: Path, model: Path) -> str:
         "# controlsprint/tiny-sd: the embedded default model",
         "",
         "A small Stable-Diffusion-architecture pipeline (VAE 8x, CLIP-architecture text encoder, UNet, "
-        "DDIM scheduler) with four ControlNets (`canny`, `segment`, `gray`, `hands`), trained from "
+        "DDIM scheduler) with four ControlNets (`canny`, `segment`, `gray`, `hands`) and temporal layers "
+        "that make its UNet a pseudo-3D video UNet (text + hint image -> short clip), trained from "
         "nothing by controlsprint's own commands on its own synthetic scenes (coloured shapes with "
         "captions naming colours and positions; stylised hands with their skeletons). 128x128 pixels. "
         "It exists so that a fresh machine with no downloadable weights still shows real controlled "
         "generation; it knows only the synthetic world (shapes, colours, positions, hands).",
         "",
-        f"Size on disk: {size:.1f} MiB (float16 storage, Flax msgpack). Text encoder: CLIP architecture, frozen "
+        f"Size on disk: {size:.1f} MiB (float16 storage, Flax-layout safetensors). Text encoder: CLIP architecture, frozen "
         "at its random initialisation (the UNet learns to read it); tokenizer vocabulary built from the "
         "synthetic captions.",
         "",
         "## How it was made",
         "",
-        "Data seeds 0 (mixed), 1 (shapes), 2 (hands); eval scenes come from seed 10000, which training "
+        "Data seeds 0 (mixed), 1 (shapes), 2 (hands), 11 (motion clips); eval scenes come from seed 10000, which training "
         "never saw. Commands, in order (`train/build_default_model.sh`):",
         "",
         "```bash",
@@ -134,11 +170,14 @@ def card(build: Path, model: Path) -> str:
         f"(colour accuracy goal {COLOUR_GOAL:.0%}). Longer training (more steps per stage, a stronger VAE) is "
         "what the missed goals need; docs/embedded-model.md says where the time goes.",
         "",
+        *_video_eval(build),
         "## Use",
         "",
         "```bash",
         "controlsprint generate --prompt 'a red circle above a blue square' --control canny=edges.png "
         "--raw-condition --out out.png",
+        "controlsprint generate-video --prompt 'a red circle moving to the right on a yellow background' "
+        "--hint first-frame.png --out clip.gif",
         "controlsprint demo",
         "```",
         "",

@@ -6,7 +6,7 @@ import argparse
 import json
 
 NAME = "eval"
-HELP = "measure controllability (canny F1, segment mIoU, gray PSNR, hands F1) with control on and off"
+HELP = "measure controllability (canny F1, segment mIoU, gray PSNR, hands F1) or a video model's clips"
 DESCRIPTION = """\
 Render held-out synthetic scenes (shapes for canny/segment/gray, hands for hands) from --seed, take
 their ground-truth condition, generate once with the ControlNet and once with it off (scale 0, same
@@ -15,21 +15,30 @@ tolerance), segment mIoU of the output clustered by colour, gray PSNR of the out
 skeleton F1. Shape scenes also report the colour accuracy of the largest shape. Prints one JSON line;
 writes DIR/grid.png (condition | with control | control off) and DIR/metrics.json.
 
+--control video evaluates the video model (temporal layers) instead: held-out synthetic motion clips
+of --frames frames, generated from their first frame and caption, scored by first-frame PSNR against
+the hint, temporal difference (mean frame-to-frame change, next to the ground truth's) and motion
+direction accuracy, with the temporal layers on and off. DIR also gets a few clips as GIFs.
+
 examples:
   controlsprint eval --control canny --out eval/canny
   controlsprint eval --control segment --num 64 --seed 7 --out eval/segment
-  controlsprint eval --control canny --controlnet runs/canny/export/pipeline/controlnets/canny --out eval/mine"""
+  controlsprint eval --control canny --controlnet runs/canny/export/pipeline/controlnets/canny --out eval/mine
+  controlsprint eval --control video --num 16 --frames 8 --out eval/video"""
 USES_JAX = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--control", required=True, metavar="NAME", help="canny, segment, gray or hands")
+    parser.add_argument(
+        "--control", required=True, metavar="NAME", help="canny, segment, gray, hands or video"
+    )
     parser.add_argument("--model", metavar="DIR", help="pipeline folder (default: the embedded model)")
     parser.add_argument("--controlnet", metavar="DIR", help="evaluate this ControlNet folder as NAME")
     parser.add_argument("--num", type=int, default=16, metavar="N", help="number of scenes (default 16)")
     parser.add_argument("--seed", type=int, default=10_000, metavar="S", help="scene seed (default 10000)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="sampler steps (default 20)")
     parser.add_argument("--guidance", type=float, default=5.0, metavar="G", help="CFG scale (default 5)")
+    parser.add_argument("--frames", type=int, default=8, metavar="F", help="clip length (video; default 8)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for grid.png and metrics.json")
 
 
@@ -40,6 +49,25 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
+    if args.control == "video":
+        from controlsprint.data.synth import check_frames
+        from controlsprint.evaluation.video import evaluate_video
+
+        if args.controlnet:
+            raise UserError("--controlnet: not used by --control video")
+        check_frames(args.frames)
+        core = load_core(args.model)
+        result = evaluate_video(
+            core,
+            num=args.num,
+            seed=args.seed,
+            frames=args.frames,
+            steps=args.steps,
+            guidance=args.guidance,
+            out=args.out,
+        )
+        print(json.dumps(result))
+        return 0
     core = load_core(args.model, {args.control: args.controlnet} if args.controlnet else None)
     result = evaluate(
         core,

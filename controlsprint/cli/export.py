@@ -16,7 +16,8 @@ examples:
   controlsprint export runs/canny/export/controlnet --out hub/controlnet-canny --format both
   controlsprint export my-sd-folder --out my-sd-pytorch --format pytorch --base-model my-org/my-sd
   controlsprint export runs/unet/export/pipeline --add-controlnet canny=runs/canny/export/pipeline/controlnets/canny \
-      --format flax --half --out my-model"""
+      --format flax --half --out my-model
+  controlsprint export my-model --add-temporal runs/video/export/pipeline/temporal --format flax --out my-video-model"""
 USES_JAX = True
 
 
@@ -38,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=DIR",
         help="merge a ControlNet folder into a pipeline",
     )
+    parser.add_argument(
+        "--add-temporal",
+        metavar="DIR",
+        help="add a video model's temporal layers (a temporal/ folder) to a pipeline",
+    )
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
 
 
@@ -52,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         base_model=args.base_model,
         overwrite=args.overwrite,
         add_controlnets=parse_assignments(args.add_controlnet, "--add-controlnet"),
+        add_temporal=args.add_temporal,
         storage_dtype="float16" if args.half else "float32",
     )
     print(f"exported {args.checkpoint} -> {out} ({args.fmt})")

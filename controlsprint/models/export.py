@@ -89,12 +89,14 @@ def export(
     base_model: str | None = None,
     overwrite: bool = False,
     add_controlnets: dict[str, str] | None = None,
+    add_temporal: str | Path | None = None,
     storage_dtype: str = "float32",
 ) -> Path:
     """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`.
 
     `add_controlnets` {name: folder} merges ControlNets into an exported pipeline (how the embedded
-    model gathers its separately trained ControlNets); `storage_dtype="float16"` halves the files.
+    model gathers its separately trained ControlNets); `add_temporal` likewise adds a video model's
+    temporal layers (a `temporal/` folder); `storage_dtype="float16"` halves the files.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     formats = _formats(fmt)
@@ -110,13 +112,18 @@ def export(
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     is_pipeline = (checkpoint / "model_index.json").is_file()
-    if add_controlnets and not is_pipeline:
-        raise UserError(f"--add-controlnet needs a pipeline folder; {checkpoint} has no model_index.json")
+    for flag, given in (("--add-controlnet", add_controlnets), ("--add-temporal", add_temporal)):
+        if given and not is_pipeline:
+            raise UserError(f"{flag} needs a pipeline folder; {checkpoint} has no model_index.json")
     if is_pipeline:
         from controlsprint.models.pipeline import load_controlnet
 
         pipe = load_pipeline(checkpoint)
         pipe = pipe.with_controlnets(dict(load_controlnet(d, n) for n, d in (add_controlnets or {}).items()))
+        if add_temporal:
+            from controlsprint.models.video_io import load_temporal
+
+            pipe = dataclasses.replace(pipe, temporal=load_temporal(add_temporal, pipe.unet.config))
         pipe = dataclasses.replace(pipe, meta={**pipe.meta, **meta})
         for f in formats:
             save_pipeline(staging, pipe, fmt=f, storage_dtype=storage_dtype)

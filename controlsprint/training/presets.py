@@ -18,7 +18,7 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage, chosen to fit the whole build in about an hour of 2 CPU cores (docs/embedded-model.md)
-STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 900}
+STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 600}
 # The committed model's UNet then went on with `--resume --set run.steps=UNET_RESUMED_TO`: a warm restart
 # of the cosine schedule (900 steps drew colours but not yet shapes; build_default_model.sh does both legs)
 UNET_RESUMED_TO = 1500

@@ -105,13 +105,9 @@ class Validator:
 def video_grid_and_scores(core, examples: dict, *, steps: int, seed: int, guidance: float = 5.0):
     """Clips generated from each example's first frame and caption: (grid, `clip_scores`)."""
     from controlsprint.evaluation.motion import clip_scores
-    from controlsprint.inference import make_request
+    from controlsprint.evaluation.video import generate_clips
 
-    truths, generated = list(examples["frames"]), []
-    for frames, text in zip(truths, examples["texts"], strict=True):
-        request = make_request(
-            text, frames=len(frames), hint_image=frames[0], steps=steps, seed=seed, guidance=guidance
-        )
-        generated.append(core.generate(request)[0])
+    truths = list(examples["frames"])
+    generated = generate_clips(core, examples, steps=steps, seed=seed, guidance=guidance)
     rows = [row for truth, clip in zip(truths, generated, strict=True) for row in (list(truth), list(clip))]
     return grid(rows), clip_scores(generated, truths, examples["motion"])
