@@ -2,9 +2,9 @@
 
     python demos/make_examples.py [--out DIR]
 
-Shapes, grey and hands pictures come from the project's synthetic generator (fixed seeds, so the
-files are the same on every run); the room is drawn here with a few OpenCV polygons. Captions go to
-examples.json, where the apps read their example prompts.
+Shapes, grey, hands and motion (a clip's first frame) pictures come from the project's synthetic
+generator (fixed seeds, so the files are the same on every run); the room is drawn here with a few
+OpenCV polygons. Captions go to examples.json, where the apps read their example prompts.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ SYNTH = (
     ("scene.png", "shapes", 3, 256),
     ("hands.png", "hands", 19, 384),
     ("colours.png", "shapes", 9, 256),
+    # The video demo's hint: the first frame of a motion clip (row 26 moves one shape to the right, no
+    # still shapes), at the size the video model works at.
+    ("motion.png", "motion", 26, 128),
 )
 
 

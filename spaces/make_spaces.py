@@ -28,6 +28,7 @@ SPACES = {
     "hands": ("hands", "controlsprint Hands", "✋", "ControlNet from MediaPipe hand skeletons"),
     "interior": ("interior", "controlsprint Interior", "🛋️", "Repaint a painted region of a room photo"),
     "colorize": ("colorize", "controlsprint Colorize", "🎨", "Colorize grayscale photos with a ControlNet"),
+    "video": ("video", "controlsprint Video", "🎬", "A short clip from a prompt and a first-frame hint"),
     "suite": ("all", "controlsprint demos", "🎛️", "Every controlsprint ControlNet demo as a tab"),
 }
 

@@ -172,7 +172,7 @@ def test_a_port_in_use_is_a_user_error():
             start(demo, port=port)
 
 
-@pytest.mark.parametrize("script", ["canny", "sam", "hands", "interior", "colorize", "suite"])
+@pytest.mark.parametrize("script", ["canny", "sam", "hands", "interior", "colorize", "video", "suite"])
 def test_demo_scripts_expose_the_package_factories(script):
     spec = importlib.util.spec_from_file_location(f"demo_script_{script}", REPO / "demos" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)

@@ -27,6 +27,7 @@ EXPECTED = {
     "hands": ("hands", {"hands_condition", "hands_generate"}),
     "interior": ("interior", {"interior_segment", "interior_generate"}),
     "colorize": ("colorize", {"colorize_condition", "colorize_generate"}),
+    "video": ("video", {"video_condition", "video_generate"}),
 }
 EXPECTED["suite"] = ("all", set().union(*(names for _, names in EXPECTED.values())))
 

@@ -8,12 +8,13 @@ from controlsprint.cli.args import parse_assignments
 from controlsprint.demos import MAX_FILE_SIZE, MAX_IMAGE_SIDE, SUITE, app_names
 
 NAME = "demo"
-HELP = "serve the Gradio demos (canny, sam, hands, interior, colorize, or all as tabs)"
+HELP = "serve the Gradio demos (canny, sam, hands, interior, colorize, video, or all as tabs)"
 DESCRIPTION = f"""\
 Serve a Gradio app over the shared inference core: canny (edges from a photo or a sketch), sam
 (segmentation map, editable), hands (MediaPipe skeletons, webcam too), interior (repaint a painted
-region of a room), colorize (gray ControlNet), or all of them as tabs of one page (the default) over
-one model. The model loads once, at start; the URL is printed; Ctrl-C stops the server. Without
+region of a room), colorize (gray ControlNet), video (a short clip from a prompt and a first-frame
+hint; needs a model with temporal layers), or all of them as tabs of one page (the default) over one
+model. The model loads once, at start; the URL is printed; Ctrl-C stops the server. Without
 --model the embedded default model is used. The segmentation apps (sam, interior) use SAM from
 --sam-model DIR (or $CONTROLSPRINT_SAM_MODEL), else the offline segmenter. Uploads above
 {MAX_FILE_SIZE.upper()} or {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are refused with a message.
@@ -22,7 +23,8 @@ examples:
   controlsprint demo                                  # every app, http://127.0.0.1:7860
   controlsprint demo canny --port 8080
   controlsprint demo all --model ~/sd15 --controlnet canny=~/cn-canny --host 0.0.0.0
-  controlsprint demo hands --port 0                   # any free port (the URL line says which)"""
+  controlsprint demo hands --port 0                   # any free port (the URL line says which)
+  controlsprint demo video --model ~/tiny-video       # a model folder with a temporal/ part"""
 USES_JAX = True
 
 

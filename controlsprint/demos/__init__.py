@@ -1,7 +1,8 @@
 """Gradio demos: one small app per ControlNet use, and a suite that mounts them all as tabs.
 
-Every app module (`canny`, `sam`, `hands`, `interior`, `colorize`) exposes `create_demo(core) ->
-gr.Blocks`; `suite.create_demo(core)` mounts them all over the same core, so the model loads once.
+Every app module (`canny`, `sam`, `hands`, `interior`, `colorize`, `video`) exposes
+`create_demo(core) -> gr.Blocks`; `suite.create_demo(core)` mounts them all over the same core, so the
+model loads once.
 `core` is an `InferenceCore` or a `SharedCore` (loads the model on the first request). Shared pieces
 (inputs that turn bad uploads into clear messages, the generation settings, progress) live in `ui.py`;
 launching (queue, upload limits, the URL line, Ctrl-C) in `launch.py`. See docs/demos.md.
@@ -27,6 +28,7 @@ APPS: Mapping[str, str] = MappingProxyType(
         "hands": "controlsprint.demos.hands",
         "interior": "controlsprint.demos.interior",
         "colorize": "controlsprint.demos.colorize",
+        "video": "controlsprint.demos.video",
     }
 )
 SUITE = "all"

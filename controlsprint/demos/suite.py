@@ -15,7 +15,7 @@ from controlsprint.demos.core import SharedCore
 TITLE = "controlsprint demos"
 INTRO = (
     "ControlNet apps over one model: pick a tab. Every tab shows the condition the model gets "
-    "(edges, regions, hand skeletons, brightness) before it generates."
+    "(edges, regions, hand skeletons, brightness, the first frame of a clip) before it generates."
 )
 
 
