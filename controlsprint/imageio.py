@@ -212,13 +212,18 @@ def save_png(
     info = PngInfo()
     for key, value in (text_metadata or {}).items():
         info.add_text(str(key), str(value))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:  # the folder may be a file, the target a folder, the disk full: one line naming the target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        raise UserError(f"{target}: cannot write the image ({err.strerror or err})") from None
     try:
         with os.fdopen(handle, "wb") as stream:
             Image.fromarray(np.ascontiguousarray(array)).save(stream, format="PNG", pnginfo=info)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as err:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise UserError(f"{target}: cannot write the image ({err.strerror or err})") from None
         raise
     return target

@@ -153,3 +153,13 @@ def test_bad_out_suffix_in_a_real_process(model, hint, tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "clip.avi: clips are written as" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unwritable_outputs_exit_2_with_one_line(cli, model, hint, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    code, _, err = cli(*_args(model, hint, tmp_path / "file" / "clip.gif"))
+    assert code == 2 and err.count("\n") == 1 and "clip.gif: cannot write the clip" in err, err
+    strip = tmp_path / "file" / "strip.png"
+    code, _, err = cli(*_args(model, hint, tmp_path / "clip.gif", "--frames-out", strip))
+    assert code == 2 and err.count("\n") == 1 and "strip.png: cannot write the image" in err, err
+    assert read_clip(tmp_path / "clip.gif").shape == (FRAMES, SIZE, SIZE, 3)  # the clip came first
