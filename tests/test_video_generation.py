@@ -137,6 +137,36 @@ def test_same_seed_same_clip_other_seed_differs(core, hinted_clip):
     assert _levels(other[1:], hinted_clip[1:]).mean() > 5
 
 
+def test_hint_strength_that_leaves_no_step_is_a_user_error(core):
+    with pytest.raises(UserError, match="strength=0.1: with 2 steps that leaves no denoising step"):
+        core.generate(clip_request(hint_image=HINT, hint_strength=0.1))
+
+
+def test_hint_strength_at_init_is_img2img_of_the_hint_frame_by_frame(core):
+    """Below 1, each free frame starts from the noised hint: at init, the image model's img2img of the hint."""
+    steps = 4  # strength 0.5 of 4 steps runs the last 2
+    latents = np.random.default_rng(1).standard_normal((1, FRAMES, LATENT, LATENT, 4)).astype(np.float32)
+    clip = core.generate(
+        clip_request(hint_image=HINT, hint_strength=0.5, lock_first_frame=False, latents=latents, steps=steps)
+    )[0]
+    for f in range(FRAMES):
+        image = core.generate(
+            make_request(
+                "a red square moving right",
+                init_image=HINT,
+                strength=0.5,
+                latents=latents[:, f],
+                steps=steps,
+                height=SIZE,
+                width=SIZE,
+            )
+        )[0]
+        assert _levels(clip[f], image).max() <= 1, f"frame {f}"
+    # the hint is where every frame started: without it the same latents give other frames
+    plain = core.generate(clip_request(latents=latents, steps=steps))[0]
+    assert _levels(clip, plain).mean() > 5
+
+
 # -- the hint and the first-frame lock ---------------------------------------------------------------
 
 

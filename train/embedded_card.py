@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from controlsprint.inference import VIDEO_HINT_STRENGTH
 from controlsprint.training.presets import CONTROLNET_DATA, UNET_RESUMED_TO, embedded_stage
 
 STAGES = ("vae", "unet", *CONTROLNET_DATA, "video")
@@ -73,7 +74,8 @@ def _video_eval(build: Path) -> list[str]:
         "## Video (`controlsprint eval --control video`)",
         "",
         f"{m['num']} held-out motion clips of {m['frames']} frames (seed {m['seed']}, {m['steps']} steps, CFG "
-        f"{m['guidance']:g}), each generated from its first frame and caption; the ground truth's temporal "
+        f"{m['guidance']:g}), each generated from its first frame and caption (every frame starting from the "
+        f"hint noised to strength {VIDEO_HINT_STRENGTH}, frame 0 held on it); the ground truth's temporal "
         f"difference is {on['temporal_diff_truth']:.1f}. Temporal layers off = the image UNet on every frame.",
         "",
         "| figure | temporal layers on | off |",

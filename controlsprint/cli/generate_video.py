@@ -11,7 +11,8 @@ DESCRIPTION = """\
 Generate a clip with the video UNet: the model's image UNet with temporal layers (a temporal/ part of
 the model folder; the embedded default model has one). The hint image is the clip's first frame: its
 latent conditions every frame, and frame 0 is held on it while sampling (--free-first-frame lets the
-model redraw it). Without --hint the clip comes from the prompt alone. The output format follows the
+model redraw it). Every frame starts from the hint noised by --hint-strength (0.75; 1 = from pure
+noise), so the clip keeps the hint's layout. Without --hint the clip comes from the prompt alone. The output format follows the
 --out suffix: .gif, .webm (VP9, plays in browsers) or .mp4 (MPEG-4 Part 2, for desktop players).
 The same arguments and --seed give the same frames.
 
@@ -40,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--free-first-frame", action="store_true", help="do not hold frame 0 on the hint image"
     )
+    parser.add_argument(
+        "--hint-strength",
+        type=float,
+        default=None,
+        metavar="F",
+        help="how far every frame's start is noised from the hint: 1 = pure noise (default 0.75)",
+    )
     parser.add_argument("--out", required=True, metavar="PATH", help="clip file: .gif, .webm or .mp4")
     parser.add_argument("--frames-out", metavar="PNG", help="also write the frames side by side as one PNG")
 
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from controlsprint.clipio import clip_suffix, save_clip
     from controlsprint.errors import UserError
     from controlsprint.imageio import load_image, save_png
-    from controlsprint.inference import make_request
+    from controlsprint.inference import VIDEO_HINT_STRENGTH, make_request
     from controlsprint.inference.loading import load_core
 
     clip_suffix(args.out)  # a bad --out fails before the model loads
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         frames=args.frames,
         hint_image=hint,
         lock_first_frame=not args.free_first_frame,
+        hint_strength=VIDEO_HINT_STRENGTH if args.hint_strength is None else args.hint_strength,
         height=args.height,
         width=args.width,
         steps=args.steps,
@@ -78,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         record = {
             "prompt": args.prompt,
             "hint": args.hint,
+            "hint_strength": request.hint_strength,
             "frames": args.frames,
             "seed": args.seed,
             "steps": args.steps,

@@ -122,7 +122,7 @@ def video_core(shared: SharedCore, progress: gr.Progress):
 
 def make_clip(core, settings: ClipSettings, hint: np.ndarray, size: tuple[int, int], progress) -> np.ndarray:
     """One clip [F, H, W, 3] uint8 at `size` starting from `hint`."""
-    from controlsprint.inference import make_request
+    from controlsprint.inference import VIDEO_HINT_STRENGTH, make_request
 
     if not settings.prompt.strip():
         raise gr.Error("Prompt: empty; describe what happens in the clip")
@@ -132,6 +132,7 @@ def make_clip(core, settings: ClipSettings, hint: np.ndarray, size: tuple[int, i
         frames=settings.frames,
         hint_image=hint,
         lock_first_frame=settings.hold_first_frame,
+        hint_strength=VIDEO_HINT_STRENGTH,
         steps=settings.steps,
         guidance=settings.guidance,
         seed=settings.seed,

@@ -20,12 +20,18 @@ EVAL_SEED = 10_000
 
 def generate_clips(core, examples: dict, *, steps: int, seed: int, guidance: float) -> list[np.ndarray]:
     """One clip per example ({"frames": [N, F, r, r, 3], "texts": [...]}), hinted by its first frame."""
-    from controlsprint.inference import make_request
+    from controlsprint.inference import VIDEO_HINT_STRENGTH, make_request
 
     clips = []
     for frames, text in zip(examples["frames"], examples["texts"], strict=True):
         request = make_request(
-            text, frames=len(frames), hint_image=frames[0], steps=steps, seed=seed, guidance=guidance
+            text,
+            frames=len(frames),
+            hint_image=frames[0],
+            hint_strength=VIDEO_HINT_STRENGTH,
+            steps=steps,
+            seed=seed,
+            guidance=guidance,
         )
         clips.append(core.generate(request)[0])
     return clips

@@ -203,10 +203,14 @@ class InferenceCore:
         }
         if request.mode != "txt2img":
             sched = make_scheduler(request.scheduler, self.schedule, request.steps)
-            inputs["start_index"] = np.int32(sched.start_index(request.strength))
-            inputs["init"] = (_resize(request.init_image, height, width).astype(np.float32) / 127.5 - 1.0)[
-                None
-            ]
+            # a video's img2img starts every frame from its hint
+            strength, source = (
+                (request.hint_strength, request.hint_image)
+                if request.is_video
+                else (request.strength, request.init_image)
+            )
+            inputs["start_index"] = np.int32(sched.start_index(strength))
+            inputs["init"] = (_resize(source, height, width).astype(np.float32) / 127.5 - 1.0)[None]
         hint = request.hint_image is not None
         if hint:
             inputs["hint"] = (_resize(request.hint_image, height, width).astype(np.float32) / 127.5 - 1.0)[

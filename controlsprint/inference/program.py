@@ -94,9 +94,9 @@ def sample(
         if options.lock_first_frame:
             latents = latents.at[:, 0].set(sched.add_noise(hint_latent, noise[:, 0], 0))
     else:
-        image_latents = jnp.broadcast_to(
-            _encode_image(models, params["vae"], inputs["init"]), (batch, lat_h, lat_w, noise.shape[-1])
-        )
+        init_latent = _encode_image(models, params["vae"], inputs["init"])
+        # [1, h, w, C] -> every image of the batch (and every frame of a clip)
+        image_latents = jnp.broadcast_to(init_latent[:, None] if options.frames else init_latent, noise.shape)
         latents = sched.add_noise(image_latents, noise, start_index)
     if options.mode == "inpaint":
         mask_px = inputs["mask"]
