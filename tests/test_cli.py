@@ -7,7 +7,18 @@ import pytest
 from controlsprint.cli.main import COMMAND_MODULES, build_parser
 from tests.conftest import run_cli_process
 
-EXPECTED_ORDER = ["extract", "synth", "prepare", "train", "generate", "eval", "export", "demo", "bench"]
+EXPECTED_ORDER = [
+    "extract",
+    "synth",
+    "prepare",
+    "train",
+    "generate",
+    "generate-video",
+    "eval",
+    "export",
+    "demo",
+    "bench",
+]
 
 
 def _names() -> list[str]:

@@ -168,7 +168,7 @@ def test_generate_returns_the_clip_and_its_frames_as_the_core_makes_them(servers
     from controlsprint.clipio import read_clip
     from controlsprint.conditions.base import resize_rgb
     from controlsprint.imageio import load_image
-    from controlsprint.inference import make_request
+    from controlsprint.inference import VIDEO_HINT_STRENGTH, make_request
 
     client = servers["video"]
     hint = handle_file(str(photos / "cat.jpg"))
@@ -179,7 +179,7 @@ def test_generate_returns_the_clip_and_its_frames_as_the_core_makes_them(servers
     # The reference: the core itself, asked for the same clip from the hint at the working size.
     request = make_request(
         "a cat walking to the right", frames=FRAMES, hint_image=resize_rgb(load_image(photos / "cat.jpg"), SIZE),
-        steps=STEPS, guidance=5.0, seed=0, height=SIZE[0], width=SIZE[1],
+        hint_strength=VIDEO_HINT_STRENGTH, steps=STEPS, guidance=5.0, seed=0, height=SIZE[0], width=SIZE[1],
     )  # fmt: skip
     expected = core.generate(request)[0]
     assert np.array_equal(frames, expected)  # the filmstrip is lossless
