@@ -11,7 +11,7 @@ DESCRIPTION = """\
 Generate a clip with the video UNet: the model's image UNet with temporal layers (a temporal/ part of
 the model folder; the embedded default model has one). The hint image is the clip's first frame: its
 latent conditions every frame, and frame 0 is held on it while sampling (--free-first-frame lets the
-model redraw it). Every frame starts from the hint noised by --hint-strength (0.75; 1 = from pure
+model redraw it). Every frame starts from the hint noised by --hint-strength (0.6; 1 = from pure
 noise), so the clip keeps the hint's layout. Without --hint the clip comes from the prompt alone. The output format follows the
 --out suffix: .gif, .webm (VP9, plays in browsers) or .mp4 (MPEG-4 Part 2, for desktop players).
 The same arguments and --seed give the same frames.
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="F",
-        help="how far every frame's start is noised from the hint: 1 = pure noise (default 0.75)",
+        help="how far every frame's start is noised from the hint: 1 = pure noise (default 0.6)",
     )
     parser.add_argument("--out", required=True, metavar="PATH", help="clip file: .gif, .webm or .mp4")
     parser.add_argument("--frames-out", metavar="PNG", help="also write the frames side by side as one PNG")

@@ -27,10 +27,10 @@ class Control:
     end: float = 1.0
 
 
-# The hint strength the video CLI, demo and eval use: every frame starts from the hint noised 3/4 of the
-# way (the embedded video model's clips keep their hint's layout and colours; from pure noise they drift
-# to whatever its image UNet makes of a motion caption, which it never saw in training).
-VIDEO_HINT_STRENGTH = 0.75
+# The hint strength the video CLI, demo and eval use: every frame starts from the hint noised 60 % of the
+# way, so the embedded video model's clips keep their hint's layout and colours (from pure noise its free
+# frames drift to whatever its image UNet draws; docs/video.md has the figures per strength).
+VIDEO_HINT_STRENGTH = 0.6
 
 
 @dataclasses.dataclass(frozen=True)
