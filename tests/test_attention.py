@@ -20,9 +20,9 @@ def _textbook(q, k, v, heads):
 
 
 def _path(b: int, tq: int, tk: int, heads: int) -> str:
-    group = max(1, layers.SCORE_BLOCK // (heads * tk * layers.GROUP_QUERY_CHUNK))
+    group = layers.SCORE_BLOCK // (heads * tk * layers.GROUP_QUERY_CHUNK)
     if (
-        b > group
+        1 <= group < b
         and b % group == 0
         and layers.SCORE_BLOCK // (b * heads * tk) < layers.GROUP_QUERY_CHUNK <= tq
     ):
@@ -39,6 +39,7 @@ def _path(b: int, tq: int, tk: int, heads: int) -> str:
         (8, 1024, 1024, 2, "groups"),  # a CFG batch of 4 prompts
         (6, 1000, 1000, 2, "groups"),  # queries not a multiple of the chunk
         (7, 1024, 1024, 2, "chunks"),  # a batch the groups do not divide
+        (2, 4096, 4096, 8, "chunks"),  # SD1.5 at 512 px: even one element needs short chunks
     ],
 )
 def test_matches_textbook_attention_on_every_path(b, tq, tk, heads, path):

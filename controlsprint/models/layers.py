@@ -175,8 +175,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, heads: int) 
     q, k, v = (x.reshape(b, x.shape[1], heads, d) for x in (q, k, v))
     q = q * jnp.asarray(1.0 / math.sqrt(d), q.dtype)
     v = jnp.concatenate([v, jnp.ones((b, tk, heads, 1), v.dtype)], axis=-1)
-    group = max(1, SCORE_BLOCK // (heads * tk * GROUP_QUERY_CHUNK))
-    if b > group and b % group == 0 and SCORE_BLOCK // (b * heads * tk) < GROUP_QUERY_CHUNK <= tq:
+    group = SCORE_BLOCK // (heads * tk * GROUP_QUERY_CHUNK)  # 0: even one element needs short chunks
+    if 1 <= group < b and b % group == 0 and SCORE_BLOCK // (b * heads * tk) < GROUP_QUERY_CHUNK <= tq:
         grouped = [x.reshape(b // group, group, *x.shape[1:]) for x in (q, k, v)]
         out = jax.lax.map(lambda qkv: _attend_in_chunks(*qkv), grouped).reshape(b, tq, heads, d)
     else:
