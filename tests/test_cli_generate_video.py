@@ -163,3 +163,40 @@ def test_unwritable_outputs_exit_2_with_one_line(cli, model, hint, tmp_path):
     code, _, err = cli(*_args(model, hint, tmp_path / "clip.gif", "--frames-out", strip))
     assert code == 2 and err.count("\n") == 1 and "strip.png: cannot write the image" in err, err
     assert read_clip(tmp_path / "clip.gif").shape == (FRAMES, SIZE, SIZE, 3)  # the clip came first
+
+
+# -- eval --control video -------------------------------------------------------------------------------
+
+
+def test_eval_video_scores_clips_with_temporal_layers_on_and_off(cli, model, tmp_path):
+    out = tmp_path / "eval"
+    code, stdout, _ = cli(
+        "eval", "--control", "video", "--model", str(model), "--num", "2", "--frames", "3",
+        "--steps", str(STEPS), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["num"] == 2 and result["frames"] == 3
+    for side in ("with_temporal", "without_temporal"):
+        scores = result[side]
+        assert scores["first_frame_psnr"] > 0 and scores["temporal_diff"] >= 0
+        assert scores["temporal_diff_truth"] > 0  # the synthetic clips do move
+    # this model's temporal layers are live (perturbed): switching them off changes the free frames
+    assert result["with_temporal"]["temporal_diff"] != result["without_temporal"]["temporal_diff"]
+    # ... but not frame 0, which is held on the hint either way
+    assert result["with_temporal"]["first_frame_psnr"] == result["without_temporal"]["first_frame_psnr"]
+    assert json.loads((out / "metrics.json").read_text())["control"] == "video"
+    # per clip three rows (truth, temporal layers on, off) of 3 frames, 2 px gutters
+    height, width = np.asarray(Image.open(out / "grid.png")).shape[:2]
+    tile = (width - 2 * 2) // 3
+    assert (width, height) == (3 * tile + 2 * 2, 6 * tile + 5 * 2)
+    assert read_clip(out / "clip_0.gif").shape[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--frames", "1"], "--frames 1"), (["--controlnet", "x"], "--controlnet: not used by --control video")],
+)
+def test_eval_video_bad_arguments(cli, model, tmp_path, extra, message):
+    code, _, err = cli("eval", "--control", "video", "--model", str(model), "--out", str(tmp_path), *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -49,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
+    common = {
+        "num": args.num,
+        "seed": args.seed,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "out": args.out,
+    }
     if args.control == "video":
         from controlsprint.data.synth import check_frames
         from controlsprint.evaluation.video import evaluate_video
@@ -56,27 +63,9 @@ def run(args: argparse.Namespace) -> int:
         if args.controlnet:
             raise UserError("--controlnet: not used by --control video")
         check_frames(args.frames)
-        core = load_core(args.model)
-        result = evaluate_video(
-            core,
-            num=args.num,
-            seed=args.seed,
-            frames=args.frames,
-            steps=args.steps,
-            guidance=args.guidance,
-            out=args.out,
-        )
-        print(json.dumps(result))
-        return 0
-    core = load_core(args.model, {args.control: args.controlnet} if args.controlnet else None)
-    result = evaluate(
-        core,
-        args.control,
-        num=args.num,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        out=args.out,
-    )
+        result = evaluate_video(load_core(args.model), frames=args.frames, **common)
+    else:
+        core = load_core(args.model, {args.control: args.controlnet} if args.controlnet else None)
+        result = evaluate(core, args.control, **common)
     print(json.dumps(result))
     return 0
