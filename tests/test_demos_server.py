@@ -9,6 +9,7 @@ rounded to 8 (the extractors' rule), then down to 16 (the tiny UNet's block).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import io
 import os
 import re
@@ -324,6 +325,24 @@ def _chromium() -> str | None:
     pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI sets CONTROLSPRINT_REQUIRE_BROWSER")
 
 
+@contextlib.contextmanager
+def browser_page():
+    """(page, playwright's sync_api): a headless Chromium page at 1280x1000, closed afterwards."""
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(180_000)  # a loaded 2-core machine takes its time over the editor's code
+            yield page, sync_api
+        finally:
+            browser.close()
+
+
 def _upload_to_editor(page, editor: str, path, timeout_error, attempts: int = 3) -> None:
     """Give `editor`'s file input a picture and wait until the editor shows it.
 
@@ -351,50 +370,39 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_
     from controlsprint.demos.canny import PROMPT
     from controlsprint.demos.ui import example
 
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
     url = urls["all"]
     outside = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(180_000)  # a loaded 2-core machine takes its time over the editor's code
-            page.on(
-                "request",
-                lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url),
-            )
-            page.goto(url)
-            page.locator("#canny-input").wait_for()
-            assert page.locator("button[role=tab]").all_inner_texts()[:5] == [
-                "Canny edges", "Segmentation (SAM)", "Hands", "Interior design", "Colorization",
-            ]  # fmt: skip
-            # The bundled example (our own picture, so the screenshot may go into the docs): 256 -> 128 px.
-            _upload_to_editor(page, "#canny-input", example("shapes.png")[0], sync_api.TimeoutError)
-            page.locator("#canny-settings").click()  # open the accordion; 2 steps keep the test quick
-            page.locator("#canny-steps input[type=number]").fill(str(STEPS))
-            page.locator("#canny-steps input[type=number]").press("Enter")
-            page.locator("#canny-steps input[type=number]").blur()  # gradio commits a number on change/blur
-            page.locator("#canny-generate").click()
-            output = page.locator("#canny-output img")
-            page.locator("#canny-output img, .toast-body").first.wait_for(state="visible", timeout=300_000)
-            assert page.locator(".toast-body").all_inner_texts() == []  # no error shown
-            served = page.request.get(output.get_attribute("src"))
-            assert served.ok
-            image = np.asarray(Image.open(io.BytesIO(served.body())))
-            assert image.shape[:2] == (128, 128)
-            # What the page sent is what an API client sends: the same picture comes back.
-            same = clients["all"].predict(
-                editor(example("shapes.png")[0]), 100, 200, PROMPT, *SETTINGS, api_name="/canny_generate"
-            )[1]
-            assert np.array_equal(image[..., :3], pixels(same))
-            shot = tmp_path / "suite.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with browser_page() as (page, sync_api):
+        page.on(
+            "request",
+            lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url),
+        )
+        page.goto(url)
+        page.locator("#canny-input").wait_for()
+        assert page.locator("button[role=tab]").all_inner_texts()[:5] == [
+            "Canny edges", "Segmentation (SAM)", "Hands", "Interior design", "Colorization",
+        ]  # fmt: skip
+        # The bundled example (our own picture, so the screenshot may go into the docs): 256 -> 128 px.
+        _upload_to_editor(page, "#canny-input", example("shapes.png")[0], sync_api.TimeoutError)
+        page.locator("#canny-settings").click()  # open the accordion; 2 steps keep the test quick
+        page.locator("#canny-steps input[type=number]").fill(str(STEPS))
+        page.locator("#canny-steps input[type=number]").press("Enter")
+        page.locator("#canny-steps input[type=number]").blur()  # gradio commits a number on change/blur
+        page.locator("#canny-generate").click()
+        output = page.locator("#canny-output img")
+        page.locator("#canny-output img, .toast-body").first.wait_for(state="visible", timeout=300_000)
+        assert page.locator(".toast-body").all_inner_texts() == []  # no error shown
+        served = page.request.get(output.get_attribute("src"))
+        assert served.ok
+        image = np.asarray(Image.open(io.BytesIO(served.body())))
+        assert image.shape[:2] == (128, 128)
+        # What the page sent is what an API client sends: the same picture comes back.
+        same = clients["all"].predict(
+            editor(example("shapes.png")[0]), 100, 200, PROMPT, *SETTINGS, api_name="/canny_generate"
+        )[1]
+        assert np.array_equal(image[..., :3], pixels(same))
+        shot = tmp_path / "suite.png"
+        page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] == 1280
     assert outside == []  # the page fetched nothing from anywhere but the demo server
     if target := os.environ.get("CONTROLSPRINT_SCREENSHOT"):  # refresh docs/images/suite.png on request

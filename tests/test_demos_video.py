@@ -289,39 +289,28 @@ def test_browser_plays_the_clip(servers, tmp_path):
     """Headless Chromium: upload the bundled example, generate, and the page's <video> decodes the WebM."""
     from controlsprint.demos.ui import example
     from controlsprint.demos.video import EXAMPLE
-    from tests.test_demos_server import _chromium
+    from tests.test_demos_server import browser_page
 
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(180_000)
-            page.goto(servers["video"].src)
-            page.locator("#video-input input[type=file]").set_input_files(example(EXAMPLE)[0])
-            page.locator("#video-input img").wait_for()
-            page.locator("#video-frames input[type=number]").fill(str(FRAMES))
-            page.locator("#video-frames input[type=number]").press("Enter")
-            page.locator("#video-settings").click()  # open the accordion; 2 steps keep the test quick
-            page.locator("#video-steps input[type=number]").fill(str(STEPS))
-            page.locator("#video-steps input[type=number]").press("Enter")
-            page.locator("#video-generate").click()
-            page.locator("#video-output video, .toast-body").first.wait_for(state="visible", timeout=300_000)
-            assert page.locator(".toast-body").all_inner_texts() == []  # no error shown
-            # Decoded: the browser knows the frame size (the example is 128x128) and the clip's length.
-            page.wait_for_function(
-                "() => { const v = document.querySelector('#video-output video');"
-                " return v && v.readyState >= 2 && v.videoWidth > 0; }"
-            )
-            width, height, duration = page.evaluate(
-                "() => { const v = document.querySelector('#video-output video');"
-                " return [v.videoWidth, v.videoHeight, v.duration]; }"
-            )
-        finally:
-            browser.close()
+    with browser_page() as (page, _):
+        page.goto(servers["video"].src)
+        page.locator("#video-input input[type=file]").set_input_files(example(EXAMPLE)[0])
+        page.locator("#video-input img").wait_for()
+        page.locator("#video-frames input[type=number]").fill(str(FRAMES))
+        page.locator("#video-frames input[type=number]").press("Enter")
+        page.locator("#video-settings").click()  # open the accordion; 2 steps keep the test quick
+        page.locator("#video-steps input[type=number]").fill(str(STEPS))
+        page.locator("#video-steps input[type=number]").press("Enter")
+        page.locator("#video-generate").click()
+        page.locator("#video-output video, .toast-body").first.wait_for(state="visible", timeout=300_000)
+        assert page.locator(".toast-body").all_inner_texts() == []  # no error shown
+        # Decoded: the browser knows the frame size (the example is 128x128) and the clip's length.
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#video-output video');"
+            " return v && v.readyState >= 2 && v.videoWidth > 0; }"
+        )
+        width, height, duration = page.evaluate(
+            "() => { const v = document.querySelector('#video-output video');"
+            " return [v.videoWidth, v.videoHeight, v.duration]; }"
+        )
     assert (width, height) == (128, 128)
     assert duration == pytest.approx(FRAMES / 8, abs=0.15)  # FRAMES frames at 8 fps
