@@ -1,5 +1,6 @@
-"""The program cache: a new process reuses the traced sampling program from disk (no tracing), the
-cached and traced paths give the same pixels, damaged cache files are only cache misses; the
+"""The program cache: a new process reuses the sampling program from disk (no tracing: the compiled
+executable, or the traced program when the executable is gone), the cached and traced paths give the
+same pixels, damaged cache files are only cache misses; the
 parameter-shape memo that makes loading fast."""
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ CHILD = textwrap.dedent(
     import numpy as np
     from controlsprint.runtime import enable_compilation_cache
     enable_compilation_cache(sys.argv[2])
-    from controlsprint.inference import program, Control, make_request
+    from controlsprint.inference import program, programs, Control, make_request
     from controlsprint.inference.loading import load_core
-    traced = []
-    sample = program.sample
+    traced, direct = [], []
+    sample, direct_call = program.sample, programs._direct_call
     program.sample = lambda *a, **k: traced.append(1) or sample(*a, **k)
+    programs._direct_call = lambda executable: direct.append(1) or direct_call(executable)
     core = load_core(sys.argv[1])
     condition = np.load(sys.argv[3])
     image = core.generate(make_request("red circle", controls=[Control("canny", condition)], steps=3, seed=1))
-    print(json.dumps({"traced": len(traced), "image": image.tobytes().hex()}))
+    print(json.dumps({"traced": len(traced), "direct": len(direct), "image": image.tobytes().hex()}))
     """
 )
 
@@ -59,10 +61,18 @@ def test_second_process_loads_the_program_instead_of_tracing_it(pipe, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
-    first, second = child(), child()
-    assert first["traced"] == 1 and second["traced"] == 0
-    assert first["image"] == second["image"]
-    assert len(list((cache / "controlsprint" / "programs").glob("*.stablehlo"))) == 1
+    programs = cache / "controlsprint" / "programs"
+    first = child()
+    assert first["traced"] == 1
+    assert len(list(programs.glob("*.stablehlo"))) == len(list(programs.glob("*.executable"))) == 1
+    second = child()  # runs the stored executable
+    assert second["direct"] == 1
+    (executable,) = programs.glob("*.executable")
+    executable.unlink()
+    third = child()  # reads the traced program back and XLA's cache compiles it
+    assert second["traced"] == third["traced"] == third["direct"] == 0
+    assert first["image"] == second["image"] == third["image"]
+    assert not executable.exists(), "an executable XLA deserialised is not stored (it cannot be rerun)"
 
 
 def test_cached_program_and_progress_program_agree(pipe):
@@ -92,13 +102,18 @@ def test_damaged_program_file_is_only_a_cache_miss(pipe):
 
     expected = InferenceCore(pipe).generate(_request(steps=2))
     assert jax.config.jax_compilation_cache_dir, "conftest turns the compilation cache on"
-    files = list(artifact_dir("programs").glob("*.stablehlo"))
-    assert files
+    files = [*artifact_dir("programs").glob("*.stablehlo"), *artifact_dir("programs").glob("*.executable")]
+    assert {path.suffix for path in files} == {".stablehlo", ".executable"}
     for path in files:
-        path.write_bytes(b"not a program")
+        if path.suffix == ".executable":  # the right header, the bytes cut short: the checksum catches it
+            path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+        else:
+            path.write_bytes(b"not a program")
     again = InferenceCore(pipe).generate(_request(steps=2))  # a fresh core: only the disk could serve it
     assert np.array_equal(expected, again)
-    assert any(path.read_bytes() != b"not a program" for path in files), "the program is written again"
+    assert any(p.suffix == ".stablehlo" and p.read_bytes() != b"not a program" for p in files), (
+        "the program is written again"
+    )
 
 
 def test_parameter_shapes_memo_matches_tracing(tmp_path):
