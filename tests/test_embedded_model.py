@@ -72,6 +72,8 @@ def test_short_eval_clears_the_floor_and_control_matters(core, control, tmp_path
     result = evaluate(core, control, num=3, steps=10, out=tmp_path)
     assert result["with_control"] >= floor, result
     assert result["with_control"] >= result["without_control"] + gap, result
+    # the metric on the true pictures: the ceiling (an exact match has unbounded PSNR: reported as null)
+    assert result["ground_truth"] is None if control == "gray" else result["ground_truth"] >= 0.9, result
     assert (tmp_path / "grid.png").is_file() and json.loads((tmp_path / "metrics.json").read_text())[
         "num"
     ] == 3

@@ -2,7 +2,8 @@
 
 Each takes the condition (HxWx3 uint8, as fed to the ControlNet) and the generated image (same
 size) and returns a float where higher is better:
-  canny    F1 between the condition's edges and canny of the output, 2-pixel tolerance
+  canny    F1 between the condition's edges and the canny extractor run on the output, 2-pixel
+           tolerance
   segment  mIoU between the condition's regions and the output clustered by colour into as many
            regions (nearest region-mean colour)
   gray     PSNR (dB) of the output's grayscale against the condition
@@ -12,8 +13,6 @@ size) and returns a float where higher is better:
 from __future__ import annotations
 
 import numpy as np
-
-CANNY_LOW, CANNY_HIGH = 100, 200  # the canny extractor's defaults, used to make the conditions
 
 
 def _within(mask: np.ndarray, reference: np.ndarray, tolerance: int) -> np.ndarray:
@@ -38,11 +37,14 @@ def tolerant_f1(predicted: np.ndarray, target: np.ndarray, tolerance: int) -> fl
     return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
 
 
-def canny_f1(condition: np.ndarray, generated: np.ndarray, tolerance: int = 2) -> float:
-    import cv2
+def canny_f1(condition: np.ndarray, generated: np.ndarray, tolerance: int = 2, *, extractor=None) -> float:
+    # The very extractor that made the condition: OpenCV's Canny on RGB takes the strongest gradient
+    # over the channels, so running it on a grayscale copy instead (as this metric once did) missed
+    # the edges between colours of equal brightness and scored the true pictures 0.69, not 1.
+    from controlsprint.conditions import get_extractor
 
-    edges = cv2.Canny(cv2.cvtColor(generated, cv2.COLOR_RGB2GRAY), CANNY_LOW, CANNY_HIGH) > 0
-    return tolerant_f1(edges, condition.max(axis=-1) > 127, tolerance)
+    edges = (extractor or get_extractor("canny"))(generated)
+    return tolerant_f1(edges.max(axis=-1) > 127, condition.max(axis=-1) > 127, tolerance)
 
 
 def region_labels(segmentation: np.ndarray) -> np.ndarray:
