@@ -10,6 +10,22 @@ from controlsprint.models.configs import EncoderConfig, UNetConfig
 from controlsprint.models.layers import Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D
 
 
+def _resnets_and_transformers(block: nn.Module) -> tuple[list, list]:
+    """A down or up block's `num_layers` resnets and, when `add_attention`, as many transformers
+    (built in the block's `setup`, so they are named resnets_i / attentions_i, as in diffusers)."""
+    resnets = [
+        ResnetBlock2D(block.out_channels, block.groups, block.eps, dtype=block.dtype)
+        for _ in range(block.num_layers)
+    ]
+    transformers = [
+        Transformer2DModel(
+            block.out_channels, block.heads, block.groups, block.use_linear_projection, block.dtype
+        )
+        for _ in range(block.num_layers if block.add_attention else 0)
+    ]
+    return resnets, transformers
+
+
 class DownBlock(nn.Module):
     """`num_layers` resnets (each followed by a transformer when `add_attention`), then a stride-2 conv.
 
@@ -28,17 +44,7 @@ class DownBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
-        self.resnets = [
-            ResnetBlock2D(self.out_channels, self.groups, self.eps, dtype=self.dtype)
-            for _ in range(self.num_layers)
-        ]
-        if self.add_attention:
-            self.attentions = [
-                Transformer2DModel(
-                    self.out_channels, self.heads, self.groups, self.use_linear_projection, self.dtype
-                )
-                for _ in range(self.num_layers)
-            ]
+        self.resnets, self.attentions = _resnets_and_transformers(self)
         if self.add_downsample:
             self.downsamplers = [Downsample2D(self.out_channels, self.downsample_padding, self.dtype)]
 
@@ -93,17 +99,7 @@ class UpBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
-        self.resnets = [
-            ResnetBlock2D(self.out_channels, self.groups, self.eps, dtype=self.dtype)
-            for _ in range(self.num_layers)
-        ]
-        if self.add_attention:
-            self.attentions = [
-                Transformer2DModel(
-                    self.out_channels, self.heads, self.groups, self.use_linear_projection, self.dtype
-                )
-                for _ in range(self.num_layers)
-            ]
+        self.resnets, self.attentions = _resnets_and_transformers(self)
         if self.add_upsample:
             self.upsamplers = [Upsample2D(self.out_channels, self.dtype)]
 
