@@ -11,19 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from controlsprint.schedulers import SD15_SCHEDULER_CONFIG
+
 PROMPTS = ("a red circle above a blue square", "a hand", "a cat on a table", "two thumbs up")
-SCHEDULER = {
-    "_class_name": "DDIMScheduler",
-    "num_train_timesteps": 1000,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
 
 
 def bench_configs(size: int) -> dict:
@@ -94,7 +84,7 @@ def build_folders(root: Path, size: int) -> tuple[Path, Path]:
     pipe = Pipeline(
         **{kind: Component(kind, configs[kind], params[kind]) for kind in ("unet", "vae", "text_encoder")},
         tokenizer=tokenizer,
-        scheduler_config=SCHEDULER,
+        scheduler_config=dict(SD15_SCHEDULER_CONFIG),
         controlnets={"canny": Component("controlnet", configs["controlnet"], params["controlnet"])},
     )
     ours = save_pipeline(root / "ours", pipe)

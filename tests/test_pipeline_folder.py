@@ -13,21 +13,8 @@ from controlsprint.models.configs import TINY_CONTROLNET, TINY_TEXT, TINY_UNET, 
 from controlsprint.models.convert import flatten
 from controlsprint.models.io import Component
 from controlsprint.models.pipeline import Pipeline, load_pipeline, save_pipeline
+from controlsprint.schedulers import SD15_SCHEDULER_CONFIG
 from tests.test_tokenizer import tiny_tokenizer
-
-# A complete SD1.5-style scheduler config (diffusers' class defaults differ from SD1.5's for missing keys).
-SCHEDULER = {
-    "_class_name": "DDIMScheduler",
-    "num_train_timesteps": 1000,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
 
 
 def tiny_pipeline() -> Pipeline:
@@ -46,7 +33,7 @@ def tiny_pipeline() -> Pipeline:
         vae=Component("vae", TINY_VAE, init_params(TINY_VAE, 1)),
         text_encoder=Component("text_encoder", text_config, init_params(text_config, 2)),
         tokenizer=tokenizer,
-        scheduler_config=SCHEDULER,
+        scheduler_config=dict(SD15_SCHEDULER_CONFIG),
         controlnets={"canny": Component("controlnet", TINY_CONTROLNET, init_params(TINY_CONTROLNET, 3))},
         meta={"base_model": "controlsprint/tiny"},
     )

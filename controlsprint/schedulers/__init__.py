@@ -13,6 +13,7 @@ from typing import Any
 
 from controlsprint.schedulers.schedule import (
     SCHEDULER_NAMES,
+    SD15_SCHEDULER_CONFIG,
     NoiseSchedule,
     alphas_cumprod,
     from_diffusers_config,
@@ -34,6 +35,7 @@ _LAZY = {
 
 __all__ = [
     "SCHEDULER_NAMES",
+    "SD15_SCHEDULER_CONFIG",
     "NoiseSchedule",
     "alphas_cumprod",
     "from_diffusers_config",

@@ -72,6 +72,23 @@ class NoiseSchedule:
         _validate(self, "scheduler config")
 
 
+# Stable Diffusion 1.5's DDIM scheduler config written with every key (diffusers' class defaults differ
+# from SD1.5's for missing ones), so a saved pipeline folder reads back the same schedule in diffusers.
+SD15_SCHEDULER_CONFIG = {
+    "_class_name": "DDIMScheduler",
+    "_diffusers_version": "0.39.0",
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+    "timestep_spacing": "leading",
+}
+
+
 def sd15_schedule() -> NoiseSchedule:
     """Stable Diffusion 1.5's schedule (scaled_linear 0.00085..0.012, 1000 steps, epsilon)."""
     return NoiseSchedule()

@@ -12,6 +12,7 @@ from controlsprint.models.components import init_params
 from controlsprint.models.convert import flatten, unflatten
 from controlsprint.models.io import Component
 from controlsprint.models.pipeline import Pipeline, load_pipeline
+from controlsprint.schedulers import SD15_SCHEDULER_CONFIG
 from controlsprint.training.config import TrainConfig
 
 # (vae, unet, text encoder, conditioning-embedding channels) per fresh architecture
@@ -19,21 +20,6 @@ ARCHITECTURES = {
     "tiny": (C.TINY_VAE, C.TINY_UNET, C.TINY_TEXT, C.TINY_CONTROLNET.conditioning_embedding_out_channels),
     "embedded": (C.EMBEDDED_VAE, C.EMBEDDED_UNET, C.EMBEDDED_TEXT, C.EMBEDDED_CONDITIONING_CHANNELS),
     "sd15": (C.SD15_VAE, C.SD15_UNET, C.SD15_TEXT, C.SD15_CONTROLNET.conditioning_embedding_out_channels),
-}
-
-# An SD1.5-style DDIM config written with every key, so diffusers reads back the same schedule.
-FRESH_SCHEDULER = {
-    "_class_name": "DDIMScheduler",
-    "_diffusers_version": "0.39.0",
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
 }
 
 
@@ -63,7 +49,7 @@ def fresh_pipeline(cfg: TrainConfig, captions: list[str]) -> Pipeline:
         vae=Component("vae", vae_cfg, init_params(vae_cfg, seed + 1)),
         text_encoder=Component("text_encoder", text_cfg, init_params(text_cfg, seed + 2)),
         tokenizer=tokenizer,
-        scheduler_config=FRESH_SCHEDULER,
+        scheduler_config=dict(SD15_SCHEDULER_CONFIG),
         meta={"architecture": cfg.model.architecture},
     )
 
