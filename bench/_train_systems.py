@@ -96,41 +96,17 @@ def flops_of(compiled) -> float:
 
 
 class OursStep:
-    """`train_step` exactly as the trainer builds it (section 2-3 of trainer.py, controlnet mode)."""
+    """`train_step` exactly as the trainer builds it (`step_context`, then section 3 of trainer.py)."""
 
     def __init__(self, setup: Setup):
         import jax
-        import jax.numpy as jnp
 
-        from controlsprint.schedulers import from_diffusers_config
         from controlsprint.training import sharding as shd
-        from controlsprint.training.optim import make_optimizer
-        from controlsprint.training.step import StepContext, init_state, train_step
+        from controlsprint.training.models import step_context
+        from controlsprint.training.step import init_state, train_step
 
-        cfg, pipeline, trainable = setup.cfg, setup.start.pipeline, setup.start.trainable
-        dtype = jnp.bfloat16 if cfg.run.dtype == "bfloat16" else jnp.float32
-        modules = {
-            "vae": pipeline.vae.module(dtype=dtype),
-            "text_encoder": pipeline.text_encoder.module(dtype=dtype),
-            "unet": pipeline.unet.module(dtype=dtype, remat=cfg.run.remat),
-            "controlnet": trainable.module(dtype=dtype, remat=cfg.run.remat),
-        }
-        frozen = {
-            "vae": pipeline.vae.params,
-            "text_encoder": pipeline.text_encoder.params,
-            "unet": pipeline.unet.params,
-        }
-        self.ctx = StepContext(
-            mode="controlnet",
-            modules=modules,
-            schedule=from_diffusers_config(pipeline.scheduler_config),
-            scaling_factor=float(pipeline.vae.config.scaling_factor),
-            optimizer=make_optimizer(cfg.optim, cfg.run.steps),
-            caption_dropout=cfg.data.caption_dropout,
-            empty_ids=pipeline.tokenizer([""])[0],
-            grad_accum=cfg.optim.grad_accum,
-            ema_decay=cfg.optim.ema_decay,
-        )
+        cfg, trainable = setup.cfg, setup.start.trainable
+        self.ctx, frozen = step_context(cfg, setup.start)
         mesh = shd.make_mesh(cfg.mesh)
         init = functools.partial(init_state, self.ctx)
         state_sharding = shd.tree_shardings(mesh, jax.eval_shape(init, trainable.params, frozen))

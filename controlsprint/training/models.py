@@ -115,3 +115,42 @@ def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
         pipeline.unet, channels, cfg.model.seed + 3, cfg.model.controlnet_init == "unet"
     )
     return StartingPoint(pipeline, controlnet)
+
+
+def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
+    """The train step's modules and settings for `start` (`StepContext`), and the frozen parameters it
+    reads: the trainer's and the training benchmark's one way to set a step up."""
+    import jax.numpy as jnp
+
+    from controlsprint.schedulers import from_diffusers_config
+    from controlsprint.training.optim import make_optimizer
+    from controlsprint.training.step import StepContext
+
+    mode, pipeline = cfg.model.mode, start.pipeline
+    dtype = jnp.bfloat16 if cfg.run.dtype == "bfloat16" else jnp.float32
+    modules = {
+        "vae": pipeline.vae.module(dtype=dtype),
+        "text_encoder": pipeline.text_encoder.module(dtype=dtype),
+        "unet": pipeline.unet.module(dtype=dtype, remat=cfg.run.remat),
+    }
+    modules[mode] = start.trainable.module(dtype=dtype, **({} if mode == "vae" else {"remat": cfg.run.remat}))
+    image_parts = {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params}
+    frozen = {
+        "vae": {},
+        "unet": image_parts,
+        "controlnet": {**image_parts, "unet": pipeline.unet.params},
+        "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
+    }[mode]
+    ctx = StepContext(
+        mode=mode,
+        modules=modules,
+        schedule=from_diffusers_config(pipeline.scheduler_config),
+        scaling_factor=float(pipeline.vae.config.scaling_factor),
+        optimizer=make_optimizer(cfg.optim, cfg.run.steps),
+        caption_dropout=cfg.data.caption_dropout,
+        empty_ids=pipeline.tokenizer([""])[0],
+        grad_accum=cfg.optim.grad_accum,
+        ema_decay=cfg.optim.ema_decay,
+        hint_dropout=cfg.data.hint_dropout,
+    )
+    return ctx, frozen

@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from controlsprint.config import to_dict
 from controlsprint.errors import UserError
 from controlsprint.training import sharding as shd
 from controlsprint.training.config import TrainConfig, check_config
-from controlsprint.training.step import StepContext, init_state, train_step
+from controlsprint.training.step import init_state, train_step
 
 PEAK_FLOPS = {
     "cpu": 200e9,
@@ -78,10 +77,9 @@ def _log(message: str) -> None:
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict:
     # == 1. setup: config, mesh, output, data ==========================================================
     from controlsprint.data.reader import ShardedDataset
-    from controlsprint.schedulers import from_diffusers_config
     from controlsprint.training.checkpoints import Checkpointer
-    from controlsprint.training.models import starting_point
-    from controlsprint.training.optim import learning_rate_schedule, make_optimizer
+    from controlsprint.training.models import starting_point, step_context
+    from controlsprint.training.optim import learning_rate_schedule
 
     check_config(cfg)
     mode = cfg.model.mode
@@ -105,35 +103,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     texts = dataset.read_rows(np.arange(len(dataset)), ["text"])["text"]
     start = starting_point(cfg, texts)
     pipeline = start.pipeline
-    dtype = jnp.bfloat16 if cfg.run.dtype == "bfloat16" else jnp.float32
-    trained_module = start.trainable.module(
-        dtype=dtype, **({} if mode == "vae" else {"remat": cfg.run.remat})
-    )
-    modules = {
-        "vae": pipeline.vae.module(dtype=dtype),
-        "text_encoder": pipeline.text_encoder.module(dtype=dtype),
-    }
-    modules["unet"] = pipeline.unet.module(dtype=dtype, remat=cfg.run.remat)
-    modules[mode] = trained_module
-    image_parts = {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params}
-    frozen = {
-        "vae": {},
-        "unet": {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params},
-        "controlnet": {**image_parts, "unet": pipeline.unet.params},
-        "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
-    }[mode]
-    ctx = StepContext(
-        mode=mode,
-        modules=modules,
-        schedule=from_diffusers_config(pipeline.scheduler_config),
-        scaling_factor=float(pipeline.vae.config.scaling_factor),
-        optimizer=make_optimizer(cfg.optim, cfg.run.steps),
-        caption_dropout=cfg.data.caption_dropout,
-        empty_ids=pipeline.tokenizer([""])[0],
-        grad_accum=cfg.optim.grad_accum,
-        ema_decay=cfg.optim.ema_decay,
-        hint_dropout=cfg.data.hint_dropout,
-    )
+    ctx, frozen = step_context(cfg, start)
 
     # == 3. state: fresh (sharded by the rules) or restored =============================================
     abstract = jax.eval_shape(functools.partial(init_state, ctx), start.trainable.params, frozen)
