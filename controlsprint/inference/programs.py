@@ -16,8 +16,8 @@ path until the cache is cleared.
 
 The fingerprint covers everything the program is built from: the options, the argument shapes,
 dtypes and shardings (which include the scheduler's settings), the model configs, the device kind
-and count, the host CPU's instruction set (an executable is machine code for it), the jax version,
-and the source code of the inference, model and scheduler packages.
+and count, the host CPU's instruction set (an executable is machine code for it), XLA_FLAGS, the
+jax version, and the source code of the inference, model and scheduler packages.
 Programs that call back to Python (the per-step progress hook) cannot be serialised, as host
 callbacks live in the process; those are traced in every process (see `InferenceCore.generate`).
 """
@@ -28,6 +28,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ def fingerprint(description: Mapping[str, Any], leaves: Sequence[Any]) -> str:
         **description,
         "arguments": [[list(x.shape), str(x.dtype), _sharding_key(x)] for x in leaves],
         "devices": [devices[0].platform, devices[0].device_kind, len(devices), _host_isa()],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),  # flags change the code XLA generates
         "versions": [jax.__version__, jaxlib.__version__],
         "code": _code_digest(),
     }
