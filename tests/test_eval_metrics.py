@@ -74,3 +74,13 @@ def test_gray_psnr_known_values():
     assert metrics.gray_psnr(gray, gray) == float("inf")
     off_by_ten = np.full((16, 16, 3), 110, np.uint8)
     assert metrics.gray_psnr(gray, off_by_ten) == pytest.approx(10 * np.log10(255.0**2 / 100.0), abs=1e-6)
+
+
+def test_metric_for_builds_the_extractor_once_and_scores_alike():
+    image = _two_colours_of_equal_brightness()
+    condition = get_extractor("canny")(image)
+    canny = metrics.metric_for("canny")
+    assert canny.keywords["extractor"].name == "canny"  # built once, reused for every image
+    assert canny(condition, image) == metrics.canny_f1(condition, image) == 1.0
+    assert metrics.metric_for("segment") is metrics.segment_miou
+    assert metrics.metric_for("video") is None and metrics.metric_for(None) is None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from controlsprint.evaluation.metrics import METRICS, UNITS
+from controlsprint.evaluation.metrics import METRICS, UNITS, metric_for
 
 KIND_FOR_CONTROL = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 EVAL_SEED = 10_000  # training data uses small seeds (0 by default); eval scenes come from elsewhere
@@ -67,7 +67,7 @@ def evaluate(
             f"--control {control}: the model has no ControlNet named '{control}' ({', '.join(core.controlnet_names) or 'none'})"
         )
     size = core.native_size
-    metric = METRICS[control]
+    metric = metric_for(control)
     extractors: dict = {}
     on_scores, off_scores, truth_scores, colour_on, colour_off, rows = [], [], [], [], [], []
     for index in range(num):

@@ -12,6 +12,8 @@ size) and returns a float where higher is better:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -98,5 +100,13 @@ METRICS = {"canny": canny_f1, "segment": segment_miou, "gray": gray_psnr, "hands
 UNITS = {"canny": "F1", "segment": "mIoU", "gray": "PSNR dB", "hands": "skeleton F1"}
 
 
-def controllability(name: str, condition: np.ndarray, generated: np.ndarray) -> float:
-    return METRICS[name](condition, generated)
+def metric_for(name: str):
+    """`name`'s metric as f(condition, generated), or None when there is none. The metrics that run an
+    extractor on the output (canny, hands) get one built here, once, instead of one per image
+    (MediaPipe's graph takes about a second to build)."""
+    metric = METRICS.get(name)
+    if name in ("canny", "hands"):
+        from controlsprint.conditions import get_extractor
+
+        return functools.partial(metric, extractor=get_extractor(name))
+    return metric

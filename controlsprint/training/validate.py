@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from controlsprint.evaluation.metrics import METRICS
+from controlsprint.evaluation.metrics import metric_for
 
 
 def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
@@ -65,7 +65,7 @@ class Validator:
         else:
             self.core.set_params("controlnet", params, self.condition)
         rows, on_scores, off_scores = [], [], []
-        metric = METRICS.get(self.condition)
+        metric = metric_for(self.condition)
         for image, cond, text in zip(
             self.examples["images"], self.examples["conditions"], self.examples["texts"], strict=True
         ):
