@@ -30,8 +30,6 @@ PY
 
 timed vae controlsprint train default-vae     # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
 timed unet controlsprint train default-unet   # base: the VAE run's export
-resumed_to="$(python -c 'from controlsprint.training.presets import UNET_RESUMED_TO as n; print(n)')"
-timed unet-resumed controlsprint train default-unet --resume --set run.steps="$resumed_to"   # second leg
 for condition in canny segment gray hands; do
   timed "$condition" controlsprint train "default-$condition"   # base: the UNet run's export; base frozen
 done

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from controlsprint.inference import VIDEO_HINT_STRENGTH
-from controlsprint.training.presets import CONTROLNET_DATA, UNET_RESUMED_TO, embedded_stage
+from controlsprint.training.presets import CONTROLNET_DATA, embedded_stage
 
 STAGES = ("vae", "unet", *CONTROLNET_DATA, "video")
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
@@ -38,7 +38,6 @@ def _build_commands() -> list[str]:
         *synth,
         "controlsprint train default-vae",
         "controlsprint train default-unet",
-        f"controlsprint train default-unet --resume --set run.steps={UNET_RESUMED_TO}",
         *(f"controlsprint train default-{c}" for c in CONTROLNET_DATA),
         "controlsprint train default-video",
         f"controlsprint export runs/default/unet/export/pipeline {adds} "
@@ -93,13 +92,8 @@ def card(build: Path, model: Path) -> str:
     for stage in STAGES:
         cfg = embedded_stage(stage)
         minutes = f"{times[stage] / 60:.1f}" if stage in times else "-"
-        steps = (
-            f"{cfg.run.steps}" if stage != "unet" else f"{cfg.run.steps} + {UNET_RESUMED_TO - cfg.run.steps}"
-        )
-        if stage == "unet" and "unet-resumed" in times:
-            minutes = f"{(times.get('unet', 0) + times['unet-resumed']) / 60:.1f}"
         rows.append(
-            f"| {stage} | {cfg.data.path.split('/')[-1]} | {steps} | {cfg.run.batch_size} "
+            f"| {stage} | {cfg.data.path.split('/')[-1]} | {cfg.run.steps} | {cfg.run.batch_size} "
             f"| {cfg.optim.learning_rate:g} | {minutes} |"
         )
     evals, met, missed = [], [], []

@@ -23,6 +23,9 @@ ARCHITECTURES = {
 }
 
 
+VAE_ENCODER_PARTS = ("encoder", "quant_conv")  # what model.vae_part="decoder" keeps frozen
+
+
 @dataclasses.dataclass(frozen=True)
 class StartingPoint:
     pipeline: Pipeline  # frozen components + tokenizer (+ the trained one's starting weights)
@@ -141,16 +144,19 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         "controlnet": {**image_parts, "unet": pipeline.unet.params},
         "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
     }[mode]
+    decoder_only = mode == "vae" and cfg.model.vae_part == "decoder"
+    frozen_parts = VAE_ENCODER_PARTS if decoder_only else ()
     ctx = StepContext(
         mode=mode,
         modules=modules,
         schedule=from_diffusers_config(pipeline.scheduler_config),
         scaling_factor=float(pipeline.vae.config.scaling_factor),
-        optimizer=make_optimizer(cfg.optim, cfg.run.steps),
+        optimizer=make_optimizer(cfg.optim, cfg.run.steps, frozen_parts),
         caption_dropout=cfg.data.caption_dropout,
         empty_ids=pipeline.tokenizer([""])[0],
         grad_accum=cfg.optim.grad_accum,
         ema_decay=cfg.optim.ema_decay,
         hint_dropout=cfg.data.hint_dropout,
+        vae_decoder_only=decoder_only,
     )
     return ctx, frozen

@@ -18,7 +18,22 @@ def learning_rate_schedule(cfg: OptimSection, total_steps: int) -> optax.Schedul
     return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, warmup), after], [warmup])
 
 
-def make_optimizer(cfg: OptimSection, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    cfg: OptimSection, total_steps: int, frozen_parts: tuple[str, ...] = ()
+) -> optax.GradientTransformation:
+    """`frozen_parts`: top-level parameter groups that must never change (no update, no weight decay,
+    no optimiser state), e.g. the encoder when only a VAE's decoder is fine-tuned."""
+    optimizer = _clipped_adamw(cfg, total_steps)
+    if not frozen_parts:
+        return optimizer
+
+    def labels(params):
+        return {name: "frozen" if name in frozen_parts else "trained" for name in params}
+
+    return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)
+
+
+def _clipped_adamw(cfg: OptimSection, total_steps: int) -> optax.GradientTransformation:
     adamw = optax.adamw(
         learning_rate_schedule(cfg, total_steps),
         b1=cfg.b1,

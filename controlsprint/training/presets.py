@@ -17,11 +17,8 @@ DATA = {
 RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
-# steps per stage, chosen to fit the whole build in about an hour of 2 CPU cores (docs/embedded-model.md)
-STEPS = {"vae": 800, "unet": 900, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 600}
-# The committed model's UNet then went on with `--resume --set run.steps=UNET_RESUMED_TO`: a warm restart
-# of the cosine schedule (900 steps drew colours but not yet shapes; build_default_model.sh does both legs)
-UNET_RESUMED_TO = 1500
+# steps per stage, chosen to fit the whole build in about two hours of 2 CPU cores (docs/embedded-model.md)
+STEPS = {"vae": 1500, "unet": 1500, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 600}
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:
@@ -45,7 +42,7 @@ def embedded_stage(stage: str) -> TrainConfig:
             model=ModelSection(mode="vae", architecture="embedded", seed=0),
             # 64 px crops of 128 px scenes: the VAE is convolutional, crops teach it the same edges at 1/4 cost
             data=DataSection(path=DATA["mixed"], resolution=128, crop=64),
-            optim=OptimSection(learning_rate=1e-3, warmup_steps=100, schedule="cosine"),
+            optim=OptimSection(learning_rate=2e-3, warmup_steps=100, schedule="cosine"),
             run=_run("vae", STEPS["vae"], 16),
         )
     if stage == "unet":

@@ -44,6 +44,7 @@ class StepContext:
     grad_accum: int = 1
     ema_decay: float = 0.0
     hint_dropout: float = 0.0  # video: probability of a clip trained without its hint
+    vae_decoder_only: bool = False  # vae: the encoder is frozen (its gradient is never formed)
 
 
 def init_state(ctx: StepContext, params: Any, frozen: Any) -> TrainState:
@@ -58,6 +59,8 @@ def _vae_loss(ctx: StepContext, params, frozen, batch, rng):
     vae = ctx.modules["vae"]
     pixels = batch["pixels"]
     mean, logvar = vae.apply({"params": params}, pixels, method="encode")
+    if ctx.vae_decoder_only:  # no backward pass through the frozen encoder (optimizer masks its update)
+        mean, logvar = jax.lax.stop_gradient((mean, logvar))
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
     recon = vae.apply({"params": params}, z, method="decode")
     kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)

@@ -326,7 +326,8 @@ def _export(cfg: TrainConfig, pipeline, trainable, params, dataset, scores) -> P
     if scores:
         meta["eval"] = scores
     if cfg.model.mode == "vae":
-        trained = _with_latent_scaling(trained, dataset, cfg)
+        if cfg.model.vae_part == "whole":  # a frozen encoder keeps its latents, so their scaling too
+            trained = _with_latent_scaling(trained, dataset, cfg)
         result = dataclasses.replace(pipeline, vae=trained, meta=meta)
     elif cfg.model.mode == "unet":
         result = dataclasses.replace(pipeline, unet=trained, meta=meta)
