@@ -163,8 +163,8 @@ def card(build: Path, model: Path) -> str:
         *evals,
         "",
         f"Goals met: {', '.join(met) or 'none'}; missed: {', '.join(missed) or 'none'} "
-        f"(colour accuracy goal {COLOUR_GOAL:.0%}). Longer training (more steps per stage, a stronger VAE) is "
-        "what the missed goals need; docs/embedded-model.md says where the time goes.",
+        f"(colour accuracy goal {COLOUR_GOAL:.0%}). docs/embedded-model.md reads these figures against "
+        "what the VAE lets through and says what the missed goals need next.",
         "",
         *_video_eval(build),
         "## Use",
