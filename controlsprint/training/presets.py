@@ -17,7 +17,7 @@ DATA = {
 RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
-# steps per stage, chosen to fit the whole build in about two hours of 2 CPU cores (docs/embedded-model.md)
+# steps per stage, chosen to fit the whole build in about an hour and a half of 2 CPU cores (95 min measured) (docs/embedded-model.md)
 STEPS = {"vae": 1500, "unet": 1500, "canny": 450, "segment": 450, "gray": 450, "hands": 450, "video": 600}
 
 
