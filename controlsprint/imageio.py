@@ -40,6 +40,8 @@ __all__ = ["DEFAULT_MAX_PIXELS", "array_to_rgb", "load_image", "save_png"]
 
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_EXIF_ORIENTATION = 0x0112
+_TURNING_ORIENTATIONS = {2, 3, 4, 5, 6, 7, 8}  # 1 (or none) is upright
 
 
 def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -116,7 +118,9 @@ def _decoded_to_rgb(image: Image.Image, label: str) -> np.ndarray:
     from PIL import ImageOps
 
     try:
-        image = ImageOps.exif_transpose(image)
+        # exif_transpose copies the whole picture even when there is nothing to turn: ask first.
+        if image.getexif().get(_EXIF_ORIENTATION, 1) in _TURNING_ORIENTATIONS:
+            image = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, KeyError, TypeError) as err:
         raise UserError(f"{label}: unreadable EXIF orientation ({err})") from None
     mode = image.mode

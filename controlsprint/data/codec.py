@@ -1,7 +1,8 @@
 """PNG bytes in and out of numpy arrays: the one image codec of the dataset format.
 
-OpenCV's codec is used because it is fast, releases the GIL (so the reader's decode threads run in
-parallel) and produces the same bytes for the same pixels on every run.
+Writing goes through the project's own PNG writer (fast, deterministic: the same pixels give the same
+bytes on every run); reading through OpenCV's decoder, which is fast and releases the GIL, so the
+reader's decode threads run in parallel.
 """
 
 from __future__ import annotations
@@ -9,35 +10,31 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from controlsprint.data.png import write_png
+
 
 def encode_png(image: np.ndarray) -> bytes:
     """RGB (HxWx3) or gray (HxW) uint8 -> PNG bytes; RGB with three equal channels becomes a gray PNG.
 
     Gray-looking conditions (canny, gray) are stored with one channel: a third of the pixels to
     compress, and every reader gets RGB back (`decode_rgb` here; PIL's `.convert("RGB")`, which
-    diffusers' training scripts call). OpenCV's default PNG setting (fast zlib level, RLE-friendly
-    strategy) is used on purpose: on 512 px photos it was about 3x faster than level 3 for 13% more
-    bytes, and encoding is the largest per-image cost of `prepare`.
+    diffusers' training scripts call). The bytes come from the project's own writer
+    (`controlsprint.data.png`): encoding was the largest per-image cost of `prepare`, and that writer
+    is 2-6x faster than OpenCV's encoder for files of about the same size.
     """
     image = np.ascontiguousarray(image)
-    if image.ndim == 3:
-        image = (
-            np.ascontiguousarray(image[..., 0]) if _is_gray(image) else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        )
-    ok, buffer = cv2.imencode(".png", image)
-    if not ok:
-        raise RuntimeError(f"PNG encoding failed for an array of shape {image.shape}")
-    return buffer.tobytes()
+    if image.ndim == 3 and image.shape[2] == 3 and _is_gray(image):
+        image = np.ascontiguousarray(image[..., 0])
+    return write_png(image)
 
 
 def _is_gray(image: np.ndarray) -> bool:
-    # A sparse sample first: a colour photo fails it at once, so only gray-looking images pay the full check.
-    sample = image[::7, ::7]
-    if not (
-        np.array_equal(sample[..., 0], sample[..., 1]) and np.array_equal(sample[..., 0], sample[..., 2])
-    ):
-        return False
-    return np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+    # OpenCV's per-channel difference and count run ~4x faster than numpy's comparisons on 512 px
+    # pictures, and every stored picture and condition passes through here.
+    first, second, third = cv2.split(image)
+    return (
+        cv2.countNonZero(cv2.absdiff(first, second)) == 0 and cv2.countNonZero(cv2.absdiff(first, third)) == 0
+    )
 
 
 def decode_rgb(data: bytes) -> np.ndarray | None:
