@@ -10,8 +10,12 @@ measured on the same inputs, alternately, several repeats; medians are reported.
 processes and threads) is recorded too: on a shared machine the wall-clock ratio mostly measures the
 other tenants, while CPU per image does not.
 
-    python bench/prepare.py                  # 120 inputs made from the test photos, 3 repeats
+    python bench/prepare.py                  # 600 inputs made from the test photos, 3 repeats
     python bench/prepare.py --count 240 --repeats 5 --conditions canny
+
+600 by default: a real run has thousands of images, and the two workers' start-up (process start,
+imports, MediaPipe's graph: about a second of CPU in all) is 4-8 ms per image at 240 images, a third
+of that at 600. Smaller counts measure start-up more than throughput.
 
 The last line is one JSON object with every figure.
 """
@@ -119,7 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--count", type=int, default=120, help="inputs (copies of the test photos)")
+    parser.add_argument("--count", type=int, default=600, help="inputs (copies of the test photos)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--conditions", default="canny,hands")
