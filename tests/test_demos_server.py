@@ -13,7 +13,6 @@ import contextlib
 import io
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import pytest
 from PIL import Image
 
 from controlsprint.models.pipeline import save_pipeline
+from tests.browser import CHROMIUM, chromium_page, upload_to_editor
 from tests.conftest import REPO, sigint_live
 from tests.test_inference import _with_live_zero_convs
 from tests.test_pipeline_folder import tiny_pipeline
@@ -36,7 +36,6 @@ APPS = ("canny", "sam", "hands", "interior", "colorize", "all")
 STEPS = 2
 # After the prompt: negative prompt, steps, guidance, control strength, seed, short side (0: native).
 SETTINGS = ("", STEPS, 7.5, 1.0, 0, 0)
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -315,54 +314,22 @@ def test_twenty_concurrent_requests_all_succeed(urls, photos):
 # -- a real browser ---------------------------------------------------------------------------------------
 
 
-def _chromium() -> str | None:
-    if Path(CHROMIUM).is_file():
-        return CHROMIUM
-    if os.environ.get("CONTROLSPRINT_REQUIRE_BROWSER"):
-        pytest.fail(
-            f"CONTROLSPRINT_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install chromium)"
-        )
-    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI sets CONTROLSPRINT_REQUIRE_BROWSER")
-
-
 @contextlib.contextmanager
 def browser_page():
-    """(page, playwright's sync_api): a headless Chromium page at 1280x1000, closed afterwards."""
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(180_000)  # a loaded 2-core machine takes its time over the editor's code
-            yield page, sync_api
-        finally:
-            browser.close()
+    """(page, playwright's sync_api): a headless Chromium page at 1280x1000 (tests/browser.py).
 
-
-def _upload_to_editor(page, editor: str, path, timeout_error, attempts: int = 3) -> None:
-    """Give `editor`'s file input a picture and wait until the editor shows it.
-
-    The editor has taken the picture once its "Upload an image" prompt is gone from the canvas. A file
-    set while the page's scripts are still wiring the editor up is dropped without a trace (one run in
-    the full suite on a loaded machine waited 180 s for it), so the page is first let go quiet, and an
-    upload that does not show within a minute is given again, as a person would."""
-    page.wait_for_load_state("networkidle")
-    taken = (
-        f"() => {{ const editor = document.querySelector('{editor}');"
-        " return editor.querySelector('canvas') && !editor.innerText.includes('Upload an image'); }"
-    )
-    for attempt in range(attempts):
-        page.locator(f"{editor} input[type=file]").set_input_files(path)
-        try:
-            page.wait_for_function(taken, timeout=60_000)
-            return
-        except timeout_error:
-            if attempt == attempts - 1:
-                raise
+    Skips without Chromium or Playwright, unless CONTROLSPRINT_REQUIRE_BROWSER is set (CI): then fails."""
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CONTROLSPRINT_REQUIRE_BROWSER"):
+            pytest.fail(
+                f"CONTROLSPRINT_REQUIRE_BROWSER is set but {CHROMIUM} is missing (apt-get install chromium)"
+            )
+        pytest.skip(
+            f"{CHROMIUM} not installed (apt-get install chromium); CI sets CONTROLSPRINT_REQUIRE_BROWSER"
+        )
+    pytest.importorskip("playwright.sync_api")
+    with chromium_page() as opened:
+        yield opened
 
 
 @pytest.mark.slow
@@ -383,7 +350,7 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_
             "Canny edges", "Segmentation (SAM)", "Hands", "Interior design", "Colorization",
         ]  # fmt: skip
         # The bundled example (our own picture, so the screenshot may go into the docs): 256 -> 128 px.
-        _upload_to_editor(page, "#canny-input", example("shapes.png")[0], sync_api.TimeoutError)
+        upload_to_editor(page, "#canny-input", example("shapes.png")[0], sync_api.TimeoutError)
         page.locator("#canny-settings").click()  # open the accordion; 2 steps keep the test quick
         page.locator("#canny-steps input[type=number]").fill(str(STEPS))
         page.locator("#canny-steps input[type=number]").press("Enter")
@@ -413,8 +380,6 @@ def test_browser_uploads_generates_and_screenshots_the_suite(urls, clients, tmp_
         page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] == 1280
     assert outside == []  # the page fetched nothing from anywhere but the demo server
-    if target := os.environ.get("CONTROLSPRINT_SCREENSHOT"):  # refresh docs/images/suite.png on request
-        shutil.copy(shot, target)
 
 
 # -- the CLI as a process -----------------------------------------------------------------------------------
