@@ -17,9 +17,10 @@ DATA = {
 RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
-# steps per stage: the whole build takes about 110 min of 2 CPU cores (measured). Canny gets 1500 steps:
-# at 450 its eval F1 was 0.16, at 1500 0.30, the largest gain per minute measured (docs/embedded-model.md)
-STEPS = {"vae": 1500, "unet": 1500, "canny": 1500, "segment": 450, "gray": 450, "hands": 450, "video": 600}
+# steps per stage: the whole build takes about two hours of 2 CPU cores (measured: 134 min, one stage
+# slowed by a test run beside it). Canny and gray get 1500 steps: at 450 their evals were F1 0.16 and
+# 18.1 dB, at 1500 0.30 and 19.1 dB, the largest gains per minute measured (docs/embedded-model.md)
+STEPS = {"vae": 1500, "unet": 1500, "canny": 1500, "segment": 450, "gray": 1500, "hands": 450, "video": 600}
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:
