@@ -1,11 +1,12 @@
 """Take docs/images/suite.png: the demo suite on the embedded model, as a user sees it in Chromium.
 
-    python demos/make_screenshot.py [--out docs/images/suite.png] [--port 7990] [--model DIR]
+    python demos/make_screenshot.py [--out docs/images/suite.png] [--model DIR]
 
-Starts `controlsprint demo all` as its own process (the embedded model unless --model), opens the page
-in headless Chromium (/usr/bin/chromium, driven by Playwright), uploads the canny tab's bundled
-example with its caption, generates with the tab's default settings, and saves a full-page screenshot once the picture
-is shown. The server is stopped with SIGTERM afterwards. Needs the dev extras (playwright) and the
+Starts `controlsprint demo all --port 0` as its own process (the embedded model unless --model) and
+reads the URL from its "running on" line, opens the page in headless Chromium (/usr/bin/chromium,
+driven by Playwright), uploads the canny tab's bundled example with its caption, generates with the
+tab's default settings, and saves a full-page screenshot once the picture is shown. The server is
+stopped with SIGTERM afterwards. Needs the dev extras (playwright) and the
 Debian package `chromium`; takes about a minute (most of it the first compile).
 """
 
@@ -13,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,18 +27,13 @@ from controlsprint.demos.ui import example  # noqa: E402
 from tests.browser import CHROMIUM, chromium_page, upload_to_editor  # noqa: E402
 
 
-def wait_until_served(url: str, process: subprocess.Popen, timeout_s: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the demo server exited with code {process.returncode} before serving {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    raise SystemExit(f"the demo server did not answer at {url} within {timeout_s:.0f} s")
+def served_url(server: subprocess.Popen) -> str:
+    """The URL of the `controlsprint demo` line, which is printed once the model is loaded and serving."""
+    line = server.stdout.readline()
+    match = re.search(r"running on (http://\S+)", line)
+    if not match:
+        raise SystemExit(f"the demo server did not start (exit code {server.poll()}): {line.strip()!r}")
+    return match.group(1)
 
 
 def screenshot(url: str, out: Path) -> None:
@@ -66,20 +61,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "suite.png")
-    parser.add_argument("--port", type=int, default=7990)
     parser.add_argument("--model", help="model folder (default: the embedded model)")
     args = parser.parse_args()
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"{CHROMIUM} not found: install the Debian package chromium")
 
-    command = [sys.executable, "-m", "controlsprint", "demo", "all", "--port", str(args.port)]
+    command = [sys.executable, "-m", "controlsprint", "demo", "all", "--port", "0"]
     if args.model:
         command += ["--model", args.model]
-    server = subprocess.Popen(command, cwd=REPO, env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    server = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
     try:
-        url = f"http://127.0.0.1:{args.port}/"
-        wait_until_served(url, server)
-        screenshot(url, args.out)
+        screenshot(served_url(server), args.out)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
