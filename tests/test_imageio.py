@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from controlsprint import imageio
 from controlsprint.errors import UserError
 from controlsprint.imageio import DEFAULT_MAX_PIXELS, array_to_rgb, load_image, save_png
 
@@ -134,6 +135,61 @@ def test_exif_orientation_is_applied(tmp_path):
     result = load_image(path)
     _assert_rgb(result, (40, 20))
     assert (result[:20] == (255, 0, 0)).all() and (result[20:] == 0).all()
+
+
+# ---- PNGs decoded by OpenCV (plain 8-bit RGB or gray), everything else by Pillow -----------------
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_plain_png_takes_the_opencv_path_with_pillows_pixels(tmp_path, mode):
+    pixels = _rgb(37, 53, seed=3)
+    image = Image.fromarray(pixels) if mode == "RGB" else Image.fromarray(pixels[..., 0], "L")
+    data = _png_bytes(image)
+    decoded = imageio._decode_plain_png(data, "x.png", None)
+    assert decoded is not None  # the OpenCV path took it
+    np.testing.assert_array_equal(decoded, np.asarray(image.convert("RGB")))
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    for source in (data, path):
+        result = load_image(source)
+        _assert_rgb(result, (37, 53))
+        np.testing.assert_array_equal(result, decoded)
+
+
+def test_real_png_photo_gives_pillows_pixels(photos):
+    path = photos / "business_person.png"
+    assert imageio._decode_plain_png(path.read_bytes(), str(path), None) is not None
+    with Image.open(path) as image:
+        np.testing.assert_array_equal(load_image(path), np.asarray(image.convert("RGB")))
+
+
+def test_pngs_with_more_than_plain_pixels_are_left_to_pillow():
+    pixels = _rgb(8, 8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain = _png_bytes(Image.fromarray(pixels))
+    others = {
+        "transparent colour": _png_bytes(Image.fromarray(pixels), transparency=(1, 2, 3)),
+        "EXIF": _png_bytes(Image.fromarray(_rgb(8, 12)), exif=exif),
+        "palette": _png_bytes(Image.fromarray(pixels).convert("P")),
+        "alpha": _png_bytes(Image.fromarray(pixels).convert("RGBA")),
+        "16-bit": _png_bytes(Image.fromarray(np.full((4, 4), 40000, np.uint16))),
+        "no IEND (truncated)": plain[:-12],
+    }
+    assert imageio._decode_plain_png(plain, "plain", None) is not None
+    for name, data in others.items():
+        assert imageio._decode_plain_png(data, name, None) is None, name
+    # and through Pillow they keep their meaning: the EXIF turn, the 16-bit scaling
+    assert load_image(others["EXIF"]).shape == (12, 8, 3)
+    np.testing.assert_array_equal(load_image(others["16-bit"]), np.full((4, 4, 3), 156, np.uint8))
+
+
+def test_error_for_truncated_png(tmp_path, photos):
+    data = (photos / "business_person.png").read_bytes()
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"truncated\.png: truncated or corrupt image"):
+        load_image(truncated)
 
 
 # ---- arrays ---------------------------------------------------------------------------------------
