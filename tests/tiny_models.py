@@ -16,21 +16,21 @@ def _kwargs(cfg) -> dict:
     }
 
 
-def torch_unet(seed: int = 0):
+def torch_unet(seed: int = 0, config=TINY_UNET):
     import torch
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(seed)
-    return UNet2DConditionModel(**_kwargs(TINY_UNET)).eval()
+    return UNet2DConditionModel(**_kwargs(config)).eval()
 
 
-def torch_controlnet(seed: int = 1, *, perturb_zero_convs: bool = True):
+def torch_controlnet(seed: int = 1, *, perturb_zero_convs: bool = True, config=TINY_CONTROLNET):
     """A ControlNet whose zero convs are made non-zero, so its residuals actually test something."""
     import torch
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    model = ControlNetModel(**_kwargs(TINY_CONTROLNET)).eval()
+    model = ControlNetModel(**_kwargs(config)).eval()
     if perturb_zero_convs:
         with torch.no_grad():
             for p in model.parameters():
