@@ -20,14 +20,21 @@ CPU_PEAK_GFLOPS = 200.0  # fp32 matmul peak measured on the 2-core dev machine (
 
 
 def alternate(
-    runs: Mapping[str, Callable[[], object]], repeats: int, *, verbose: bool = True
+    runs: Mapping[str, Callable[[], object]], repeats: int, *, verbose: bool = True, settle: bool = False
 ) -> dict[str, float]:
     """Run each callable `repeats` times, interleaved (A B A B ...), flipping the order every round so
-    neither side always runs on a warmer machine; returns the median seconds of each."""
+    neither side always runs on a warmer machine; returns the median seconds of each.
+
+    `settle`: one untimed call right before each timed one (A A B B ...), so each side is timed in its
+    own steady state rather than right after the other. For programs that stream gigabytes of weights
+    the one that follows pays for the other's traces in the caches and TLBs (measured for SD1.5: up to
+    0.5 s of 7 s), which a user running one of them never sees."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else names[::-1]:
+            if settle:
+                runs[name]()
             start = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - start)

@@ -1,11 +1,12 @@
 """SD1.5-size ControlNet + UNet forward pass: controlsprint (Flax) vs diffusers 0.39 (PyTorch), same run.
 
-    python bench/models.py [--size 512] [--batch 1] [--repeats 3] [--tiny]
+    python bench/models.py [--size 512] [--batch 1] [--repeats 3] [--settle] [--tiny]
 
 Both sides get identical random weights (the torch models' state dicts converted by our loader's
 converter) and identical inputs; the outputs are compared first (max abs difference printed). Then
 ours (one jitted program: ControlNet then UNet) and torch (inference_mode) run alternately; medians
 and the ratio ours/torch are printed. Goal (issue 5): ratio <= 0.92. The last line is one JSON object.
+With --settle each timed call follows an untimed call of the same side, not the other side's run.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="tiny configs (a smoke run, seconds)")
+    parser.add_argument(
+        "--settle",
+        action="store_true",
+        help="an untimed call of the same side before each timed one: each side timed in its own steady "
+        "state, not right after the other (see bench/common.py alternate)",
+    )
     args = parser.parse_args()
 
     import jax
@@ -108,7 +115,7 @@ def main() -> None:
         f"compile {compile_s:.1f} s, {gflop:.1f} GFLOP per forward, max |ours - torch| = {diff:.2e}",
         flush=True,
     )
-    medians = alternate({"ours": run_ours, "torch": theirs}, args.repeats)
+    medians = alternate({"ours": run_ours, "torch": theirs}, args.repeats, settle=args.settle)
     ratio = medians["ours"] / medians["torch"]
     mfu = gflop / medians["ours"] / CPU_PEAK_GFLOPS
     print(
@@ -120,6 +127,7 @@ def main() -> None:
             "config": "tiny" if args.tiny else "sd15",
             "size": args.size,
             "batch": args.batch,
+            "settle": args.settle,
             "ours_s": round(medians["ours"], 4),
             "torch_s": round(medians["torch"], 4),
             "ratio": round(ratio, 4),
