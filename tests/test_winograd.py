@@ -88,11 +88,10 @@ def test_gradients_are_the_direct_convolutions():
 def test_wide_controlnet_and_unet_still_match_diffusers(tmp_path, monkeypatch):
     """The tiny parity models are too small for the Winograd form; this one is wide enough (64
     channels, 32x32 latents) that its first level takes it, and must still equal diffusers to 1e-4."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from controlsprint.models.configs import TINY_UNET, controlnet_config_from_unet
     from controlsprint.models.io import load_component
     from tests import tiny_models
-    from tests.tiny_models import nchw, nhwc
 
     unet_cfg = dataclasses.replace(TINY_UNET, block_out_channels=(64, 64), sample_size=32)
     cn_cfg = controlnet_config_from_unet(unet_cfg, conditioning_embedding_out_channels=(8, 16, 16, 32))
@@ -113,15 +112,6 @@ def test_wide_controlnet_and_unet_still_match_diffusers(tmp_path, monkeypatch):
     down, mid = cn.module().apply({"params": cn.params}, latents, steps, text, cond, 1.0)
     out = unet.module().apply({"params": unet.params}, latents, steps, text, down, mid)
     assert len(calls) >= 8, "the wide models must take the Winograd form"
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
-    with torch.no_grad():
-        t_down, t_mid = t_cn(t(nchw(latents)), t(steps), t(text), t(nchw(cond)), 1.0, return_dict=False)
-        reference = t_unet(
-            t(nchw(latents)),
-            t(steps),
-            t(text),
-            down_block_additional_residuals=t_down,
-            mid_block_additional_residual=t_mid,
-        ).sample.numpy()
-    np.testing.assert_allclose(np.asarray(out), nhwc(reference), atol=1e-4)
+    reference, _ = tiny_models.torch_controlnet_unet(t_cn, t_unet, latents, steps, text, cond)
+    np.testing.assert_allclose(np.asarray(out), reference, atol=1e-4)
     assert np.abs(reference).max() > 0.1

@@ -65,3 +65,31 @@ def nchw(a) -> np.ndarray:
 
 def nhwc(a) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 2, 3, 1)))
+
+
+def torch_controlnet_unet(t_cn, t_unet, latents, timesteps, text, cond, scale=1.0, **controlnet_options):
+    """diffusers' ControlNet then UNet on NHWC numpy inputs: the UNet's output, NHWC, and the
+    ControlNet's (down residuals, mid residual) as torch tensors (NCHW)."""
+    import torch
+
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    with torch.no_grad():
+        down, mid = t_cn(
+            t(nchw(latents)),
+            t(timesteps),
+            t(text),
+            t(nchw(cond)),
+            scale,
+            return_dict=False,
+            **controlnet_options,
+        )
+        out = t_unet(
+            t(nchw(latents)),
+            t(timesteps),
+            t(text),
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample.numpy()
+    return nhwc(out), (down, mid)
