@@ -263,7 +263,9 @@ def test_all_rejected_is_an_error_but_keeps_the_log(cli, tmp_path):
 def test_ctrl_c_stops_cleanly_and_resume_finishes(cli, photos, tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    copies = 20  # enough that the job is still running when its first shard lands, even on a quiet machine
+    # Enough that the job is still running when its first shard lands and the test (starved of CPU by
+    # the two workers) gets to send the signal: with 20 copies a fast run could finish first.
+    copies = 60
     for copy in range(copies):
         for name in PHOTOS:
             shutil.copy(photos / name, src / f"{copy}_{name}")
