@@ -15,6 +15,7 @@ from controlsprint.models.configs import TINY_TEXT  # noqa: E402
 from controlsprint.models.io import load_component  # noqa: E402
 from tests import tiny_models  # noqa: E402
 from tests.tiny_models import nchw, nhwc  # noqa: E402
+from tests.tiny_models import to_torch as _t  # noqa: E402
 
 TOL = 1e-4
 rng = np.random.default_rng(0)
@@ -34,10 +35,6 @@ def folders(tmp_path_factory):
         "text_encoder": tiny_models.torch_text_encoder(),
     }
     return {k: (m, tiny_models.save_torch(m, root / k)) for k, m in models.items()}
-
-
-def _t(a):
-    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 @pytest.mark.parametrize(("scale", "guess_mode"), [(0.7, False), (1.0, True)])

@@ -63,6 +63,12 @@ def nchw(a) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 3, 1, 2)))
 
 
+def to_torch(a):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 def nhwc(a) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(np.asarray(a), (0, 2, 3, 1)))
 
@@ -72,9 +78,7 @@ def torch_controlnet_unet(t_cn, t_unet, latents, timesteps, text, cond, scale=1.
     ControlNet's (down residuals, mid residual) as torch tensors (NCHW)."""
     import torch
 
-    def t(a):
-        return torch.from_numpy(np.ascontiguousarray(a))
-
+    t = to_torch
     with torch.no_grad():
         down, mid = t_cn(
             t(nchw(latents)),
