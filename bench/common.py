@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -15,8 +16,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-
-CPU_PEAK_GFLOPS = 200.0  # fp32 matmul peak measured on the 2-core dev machine (jax and numpy agree)
 
 
 def alternate(
@@ -50,8 +49,48 @@ def machine() -> dict[str, object]:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
         "python": platform.python_version(),
+        "cpu": cpu_model(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def cpu_model() -> str:
+    """The CPU's name and generation from /proc/cpuinfo ("AMD EPYC family 26 model 2"), or the platform's
+    word for it elsewhere: figures move with the generation (see cpu_peak_gflops)."""
+    try:
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (
+                line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines()
+            )
+            if value
+        )
+    except OSError:
+        return platform.processor() or platform.machine()
+    return f"{fields.get('model name', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+
+
+@functools.cache
+def cpu_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """The machine's fp32 matmul peak as JAX reaches it, measured now: best of `repeats` [size, size]
+    products. MFU figures divide by this rather than by a constant, because the peak depends on the
+    CPU generation: 2-core AMD EPYC machines of this workplace gave about 200 GFLOP/s on Zen 4 (AVX-512
+    on 256-bit units) and about 390 on Zen 5 (full-width AVX-512), where numpy and torch's MKL matmul
+    stay near 200 (MKL takes its AVX2 path on AMD). Cached: a benchmark calls it once at its start, on
+    an idle process (measured inside the SD1.5 benchmark after its timed rounds, the same product ran
+    at ~220 instead of ~370 GFLOP/s; cause not found), and reads the same value for its figures."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), jnp.float32)
+    product = jax.jit(lambda x, y: x @ y)
+    product(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
 
 
 def find_photos(explicit: str | None = None) -> Path:
