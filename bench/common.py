@@ -74,8 +74,8 @@ def cpu_model() -> str:
 def cpu_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     """The machine's fp32 matmul peak as JAX reaches it, measured now: best of `repeats` [size, size]
     products. MFU figures divide by this rather than by a constant, because the peak depends on the
-    CPU generation: 2-core AMD EPYC machines of this workplace gave about 200 GFLOP/s on Zen 4 (AVX-512
-    on 256-bit units) and about 390 on Zen 5 (full-width AVX-512), where numpy and torch's MKL matmul
+    CPU generation: 2-core AMD EPYC machines of this workplace gave about 200 GFLOP/s in November 2026
+    (AVX-512 at 256-bit speed) and about 370-390 on a Zen 5 one (family 26, full-width AVX-512), where numpy and torch's MKL matmul
     stay near 200 (MKL takes its AVX2 path on AMD). Cached: a benchmark calls it once at its start, on
     an idle process (measured inside the SD1.5 benchmark after its timed rounds, the same product ran
     at ~220 instead of ~370 GFLOP/s; cause not found), and reads the same value for its figures."""
