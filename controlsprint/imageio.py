@@ -14,7 +14,8 @@ inference CLI, the demos). It takes a path, raw bytes, a PIL image or a numpy ar
 - bool arrays: False/True -> 0/255; other integer arrays only when every value is within 0..255.
 
 Decoding is Pillow's, except for complete 8-bit RGB or gray PNGs without EXIF or transparency, which
-OpenCV's libpng decodes to the same pixels in two thirds of the time (`prepare` reads many of them).
+OpenCV's libpng decodes to the same pixels in two thirds of the time (`prepare` reads many of them);
+a PNG with a damaged chunk (CRC mismatch) goes to Pillow, so the error is ours alone, one line.
 
 Every failure is a `UserError` naming the input: a missing file, a directory, a zero-byte file, a
 truncated or corrupt image, something that is not an image, or an image above `max_pixels` (a
@@ -117,7 +118,7 @@ def _decode_plain_png(data: bytes, label: str, max_pixels: int | None) -> np.nda
         return None
     width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
     # A truncated file goes to Pillow directly: libpng would print its own complaint first.
-    if depth != 8 or colour not in (0, 2) or not data.endswith(_PNG_END) or _has_pillow_chunks(data):
+    if depth != 8 or colour not in (0, 2) or not data.endswith(_PNG_END) or not _plain_chunks(data):
         return None
     _check_pixels(width, height, max_pixels, label)
     import cv2
@@ -129,17 +130,27 @@ def _decode_plain_png(data: bytes, label: str, max_pixels: int | None) -> np.nda
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _has_pillow_chunks(data: bytes) -> bool:
-    """Whether a chunk before the pixel data (IDAT) is one that Pillow's path would act on."""
-    offset = len(_PNG_SIGNATURE)
-    while offset + 8 <= len(data):
+def _plain_chunks(data: bytes) -> bool:
+    """Whether every chunk is whole with a matching CRC, there is pixel data (IDAT), and no chunk before
+    it is one that Pillow's path would act on. A damaged chunk goes to Pillow, which names the error:
+    libpng, inside OpenCV, would first print its own complaint ("libpng error: IDAT: CRC error") on
+    stderr. (A zlib stream broken under valid CRCs, which takes deliberate crafting, still reaches
+    libpng; it fails there, Pillow reports it, and libpng's line appears.)"""
+    from controlsprint.data.png import chunk_crc
+
+    view, offset, pixels = memoryview(data), len(_PNG_SIGNATURE), False
+    while offset + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        if kind == b"IDAT":
+        end = offset + 8 + length
+        if end + 4 > len(data):
             return False
-        if kind in _PNG_PILLOW_CHUNKS:
-            return True
-        offset += 12 + length  # length, type, data, CRC
-    return True  # no pixel data found: let Pillow name what is wrong
+        if not pixels and kind in _PNG_PILLOW_CHUNKS:
+            return False
+        pixels = pixels or kind == b"IDAT"
+        if chunk_crc(kind, view[offset + 8 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
+            return False
+        offset = end + 4
+    return pixels and offset == len(data)
 
 
 def _decode(stream: Any, label: str, max_pixels: int | None) -> np.ndarray:

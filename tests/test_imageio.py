@@ -268,6 +268,21 @@ def test_error_for_truncated_image(tmp_path, photos, photo):
         load_image(truncated)
 
 
+def test_damaged_png_chunk_is_one_line_error_and_libpng_stays_quiet(tmp_path, photos, capfd):
+    # A flipped byte inside the pixel data of a PNG the OpenCV path would take: its chunk CRC no longer
+    # matches, so the file goes to Pillow, which names the error; libpng (inside OpenCV) would have
+    # printed "libpng error: ..." on stderr first, a second line the user did not ask for.
+    data = bytearray((photos / "business_person.png").read_bytes())
+    data[data.index(b"IDAT") + 1000] ^= 0xFF
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(bytes(data))
+    for source in (damaged, bytes(data)):
+        with pytest.raises(UserError, match="truncated or corrupt image") as err:
+            load_image(source)
+        assert "\n" not in str(err.value)
+    assert "libpng" not in capfd.readouterr().err
+
+
 def test_error_for_non_image(tmp_path):
     text = tmp_path / "notes.jpg"
     text.write_text("not pixels at all\n")
