@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import json
 import os
 import platform
@@ -70,27 +69,16 @@ def cpu_model() -> str:
     return f"{fields.get('model name', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
 
 
-@functools.cache
-def cpu_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """The machine's fp32 matmul peak as JAX reaches it, measured now: best of `repeats` [size, size]
-    products. MFU figures divide by this rather than by a constant, because the peak depends on the
-    CPU generation: 2-core AMD EPYC machines of this workplace gave about 200 GFLOP/s in November 2026
-    (AVX-512 at 256-bit speed) and about 370-390 on a Zen 5 one (family 26, full-width AVX-512), where numpy and torch's MKL matmul
-    stay near 200 (MKL takes its AVX2 path on AMD). Cached: a benchmark calls it once at its start, on
+def cpu_peak_gflops() -> float:
+    """The machine's fp32 matmul peak as JAX reaches it, measured (controlsprint.hardware, cached): MFU
+    figures divide by this rather than by a constant, because it depends on the CPU generation (about
+    200 GFLOP/s on the November 2026 machines, 340-390 on a Zen 5 one, where numpy and torch's MKL
+    matmul stay near 200: MKL takes its AVX2 path on AMD). A benchmark calls it once at its start, on
     an idle process (measured inside the SD1.5 benchmark after its timed rounds, the same product ran
     at ~220 instead of ~370 GFLOP/s; cause not found), and reads the same value for its figures."""
-    import jax
-    import jax.numpy as jnp
+    from controlsprint.hardware import cpu_matmul_peak_flops
 
-    a = jnp.ones((size, size), jnp.float32)
-    product = jax.jit(lambda x, y: x @ y)
-    product(a, a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        product(a, a).block_until_ready()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return cpu_matmul_peak_flops(repeats=10) / 1e9
 
 
 def find_photos(explicit: str | None = None) -> Path:

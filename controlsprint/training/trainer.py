@@ -22,15 +22,10 @@ import numpy as np
 
 from controlsprint.config import to_dict
 from controlsprint.errors import UserError
+from controlsprint.hardware import peak_flops
 from controlsprint.training import sharding as shd
 from controlsprint.training.config import TrainConfig, check_config
 from controlsprint.training.step import init_state, train_step
-
-PEAK_FLOPS = {
-    "cpu": 200e9,
-    "tpu": 275e12,
-    "gpu": 989e12,
-}  # per device: 2-core dev box, TPU v4 chip, H100 bf16
 
 
 class Interrupted(Exception):
@@ -164,7 +159,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     record = {"config": to_dict(cfg), "mode": mode, "condition": cfg.model.condition}
     validator = _validator(cfg, dataset, pipeline, start.trainable, condition) if is_main else None
     compiled, flops, window_start, window_steps = None, 0.0, time.perf_counter(), 0
-    peak = PEAK_FLOPS.get(jax.devices()[0].platform, 200e9) * mesh.size
+    peak = peak_flops(jax.devices()[0].platform, mesh.size, jax.process_count())  # for MFU
     metrics_host: dict = {}
     bar = tqdm(
         total=cfg.run.steps,
