@@ -70,12 +70,10 @@ def cpu_model() -> str:
 
 
 def cpu_peak_gflops() -> float:
-    """The machine's fp32 matmul peak as JAX reaches it, measured (controlsprint.hardware, cached): MFU
-    figures divide by this rather than by a constant, because it depends on the CPU generation (about
-    200 GFLOP/s on the November 2026 machines, 340-390 on a Zen 5 one, where numpy and torch's MKL
-    matmul stay near 200: MKL takes its AVX2 path on AMD). A benchmark calls it once at its start, on
-    an idle process (measured inside the SD1.5 benchmark after its timed rounds, the same product ran
-    at ~220 instead of ~370 GFLOP/s; cause not found), and reads the same value for its figures."""
+    """The machine's fp32 matmul peak in GFLOP/s as JAX reaches it (controlsprint.hardware: measured,
+    cached), for MFU figures. Call it at a benchmark's start, on an idle process: measured inside the
+    SD1.5 benchmark after its timed rounds, the same product ran at ~220 instead of ~370 GFLOP/s
+    (cause not found)."""
     from controlsprint.hardware import cpu_matmul_peak_flops
 
     return cpu_matmul_peak_flops(repeats=10) / 1e9

@@ -24,8 +24,8 @@ MFU: XLA's cost analysis counts a `fori_loop` body once, whatever the trip count
 flops F (the work outside the loop + one loop body) are completed with (steps - 1) x the flops B of
 one loop body, got by compiling the body's work alone (ControlNet on the precomputed condition
 features and UNet, both on the CFG-doubled batch, exactly as the loop runs them): total = F + (steps
-- 1) x B. MFU = total / median seconds / the fp32 matmul peak measured in the same run. These are the flops our program executes;
-the references execute more (they rerun the ControlNet's condition stem every step, per CFG half).
+- 1) x B. MFU = total / median seconds / the fp32 matmul peak measured at the start of the same run.
+These are the flops our program executes; the references execute more (they rerun the ControlNet's condition stem every step, per CFG half).
 
 First call: fresh processes timed from their start (Popen) to the first image: imports, model load,
 trace or program-cache load, compile or compile-cache load, run. Ours (library: load_core +

@@ -68,7 +68,7 @@ def main() -> None:
     from controlsprint.runtime import enable_compilation_cache
 
     enable_compilation_cache()
-    cpu_peak_gflops()  # measured now, on an idle process; the MFU figures read it at the end
+    peak = cpu_peak_gflops()  # measured now, on an idle process, for the MFU figures
     torch.set_num_threads(torch.get_num_threads())
     unet_cfg, cn_cfg = (TINY_UNET, TINY_CONTROLNET) if args.tiny else (SD15_UNET, SD15_CONTROLNET)
     t_unet, t_cn = torch_models(unet_cfg, cn_cfg)
@@ -118,7 +118,6 @@ def main() -> None:
     )
     medians = alternate({"ours": run_ours, "torch": theirs}, args.repeats, settle=args.settle)
     ratio = medians["ours"] / medians["torch"]
-    peak = cpu_peak_gflops()
     mfu = gflop / medians["ours"] / peak
     print(
         f"ours {medians['ours']:.3f} s  torch {medians['torch']:.3f} s  ratio {ratio:.3f} (goal <= 0.92)  MFU {mfu:.1%} of {peak:.0f} GFLOP/s"

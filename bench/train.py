@@ -110,7 +110,7 @@ def main() -> None:
     from controlsprint.runtime import enable_compilation_cache
 
     enable_compilation_cache()  # as `controlsprint train` does; compile times are printed, not compared
-    cpu_peak_gflops()  # measured now, on an idle process; the MFU figures read it at the end
+    peak = cpu_peak_gflops()  # measured now, on an idle process, for the MFU figures
     quiet_references()
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as root:
@@ -141,7 +141,6 @@ def main() -> None:
     best = max(("flax", "torch"), key=samples_per_s.get)
     ratio = samples_per_s["ours"] / samples_per_s[best]
     gflop = {"ours": ours.flops / 1e9, "flax": flax.flops / 1e9}
-    peak = cpu_peak_gflops()
     mfu = {name: gflop[name] * samples_per_s[name] / args.batch / peak for name in gflop}
     print(
         "  ".join(f"{name} {rate:.2f} samples/s" for name, rate in samples_per_s.items())
