@@ -157,6 +157,12 @@ class ShardedDataset:
             result["motion"] = [json.loads(m) for m in raw[fmt.MOTION_COLUMN]]
         return result
 
+    def images_and_texts(self, indices, *, resolution: int) -> tuple[np.ndarray, list[str]]:
+        """Rows `indices` as training pixels [N, r, r, 3] float32 in [-1, 1] and their captions."""
+        raw = self.read_rows(np.asarray(indices), [fmt.IMAGE_COLUMN, fmt.TEXT_COLUMN])
+        images = [_decode_square(b, resolution) for b in raw[fmt.IMAGE_COLUMN]]
+        return _pixels(images, resolution), list(raw[fmt.TEXT_COLUMN])
+
     def batches(
         self,
         batch_size: int,
@@ -170,11 +176,15 @@ class ShardedDataset:
         drop_remainder: bool = True,
         prefetch: int = 2,
         decode_threads: int = 4,
+        images: bool = True,
     ) -> Iterator[dict]:
-        """Endless batches for this process: pixel_values [-1, 1], conditioning_pixel_values [0, 1], text, step.
+        """Endless batches for this process: pixel_values [-1, 1], conditioning_pixel_values [0, 1], text,
+        rows (the dataset row indices) and step.
 
         Images and conditions are resized (short side = resolution) and centre-cropped to a square.
         Clip datasets add `frames` [B, F, r, r, 3] float32 in [-1, 1] (frame 0 equals pixel_values).
+        `images=False` leaves out pixel_values (and frames), and does not read or decode them: for a
+        trainer that has the images' latents already (training/encodings.py).
         """
         if batch_size < 1 or process_count < 1 or not 0 <= process_index < process_count:
             raise UserError(
@@ -199,6 +209,7 @@ class ShardedDataset:
                 start_step,
                 drop_remainder,
                 decode_threads,
+                images,
             ),
             prefetch,
         )
@@ -214,41 +225,51 @@ class ShardedDataset:
         start_step,
         drop_remainder,
         threads,
+        with_images,
     ):
+        image_columns = [fmt.IMAGE_COLUMN, *([fmt.FRAMES_COLUMN] if self.has_clips else [])]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             step = start_step
             while True:
                 rows = self.global_batch_indices(step, global_batch, seed=seed, drop_remainder=drop_remainder)
                 mine = rows[process_index * batch_size : (process_index + 1) * batch_size]
-                clip_columns = [fmt.FRAMES_COLUMN] if self.has_clips else []
-                raw = self.read_rows(mine, [fmt.IMAGE_COLUMN, column, fmt.TEXT_COLUMN, *clip_columns])
-                images = list(pool.map(lambda b: _decode_square(b, resolution), raw[fmt.IMAGE_COLUMN]))
+                wanted = [column, fmt.TEXT_COLUMN, *(image_columns if with_images else [])]
+                raw = self.read_rows(mine, wanted)
                 conditions = list(pool.map(lambda b: _decode_square(b, resolution), raw[column]))
-                pixel_values = (
-                    np.stack(images).astype(np.float32) / 127.5 - 1.0 if images else _empty(resolution)
-                )
                 conditioning = (
                     np.stack(conditions).astype(np.float32) / 255.0 if conditions else _empty(resolution)
                 )
                 batch = {
-                    "pixel_values": pixel_values,
                     "conditioning_pixel_values": conditioning,
                     "text": list(raw[fmt.TEXT_COLUMN]),
+                    "rows": mine,
                     "step": step,
                 }
-                if self.has_clips:
-                    clips = list(pool.map(lambda b: _decode_clip(b, resolution), raw[fmt.FRAMES_COLUMN]))
-                    batch["frames"] = (
-                        np.stack(clips).astype(np.float32) / 127.5 - 1.0
-                        if clips
-                        else np.zeros((0, self.clip_frames or 0, resolution, resolution, 3), np.float32)
-                    )
+                if with_images:
+                    batch.update(self._decoded_images(pool, raw, resolution))
                 yield batch
                 step += 1
+
+    def _decoded_images(self, pool, raw: dict, resolution: int) -> dict:
+        images = list(pool.map(lambda b: _decode_square(b, resolution), raw[fmt.IMAGE_COLUMN]))
+        decoded = {"pixel_values": _pixels(images, resolution)}
+        if self.has_clips:
+            clips = list(pool.map(lambda b: _decode_clip(b, resolution), raw[fmt.FRAMES_COLUMN]))
+            decoded["frames"] = (
+                np.stack(clips).astype(np.float32) / 127.5 - 1.0
+                if clips
+                else np.zeros((0, self.clip_frames or 0, resolution, resolution, 3), np.float32)
+            )
+        return decoded
 
 
 def _empty(resolution: int) -> np.ndarray:
     return np.zeros((0, resolution, resolution, 3), np.float32)
+
+
+def _pixels(images: list[np.ndarray], resolution: int) -> np.ndarray:
+    """Decoded uint8 images -> one float32 batch in [-1, 1] (the VAE's input range)."""
+    return np.stack(images).astype(np.float32) / 127.5 - 1.0 if images else _empty(resolution)
 
 
 def _decode_square(data: bytes, resolution: int) -> np.ndarray:

@@ -53,6 +53,10 @@ class DataSection:
     caption_dropout: float = 0.1  # probability of training on the empty prompt (enables CFG)
     hint_dropout: float = 0.1  # video: probability of training a clip without its hint image
     prefetch: int = 2  # batches decoded ahead on a background thread
+    # ControlNet and UNet modes: run the frozen VAE encoder and text encoder over the dataset once,
+    # before step 1, and train on their cached outputs (a fresh latent sample every step; see
+    # training/encodings.py). Off, or with data.crop, or past 4 GiB of cache: encoded every step.
+    cache_encodings: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,9 +73,29 @@ def _latents(ctx: StepContext, frozen, pixels, rng) -> tuple[jax.Array, jax.Arra
     mean, logvar = ctx.modules["vae"].apply(
         {"params": frozen["vae"]}, pixels.reshape(-1, *pixels.shape[-3:]), method="encode"
     )
-    latents = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
-    unfold = lambda x: (x * ctx.scaling_factor).reshape(*lead, *x.shape[1:])  # noqa: E731
+    latents, mean = _sample_posterior(ctx, mean, logvar, rng)
+    unfold = lambda x: x.reshape(*lead, *x.shape[1:])  # noqa: E731
     return unfold(latents), unfold(mean)
+
+
+def _sample_posterior(ctx: StepContext, mean, logvar, rng) -> tuple[jax.Array, jax.Array]:
+    """(a sample, the mean) of the VAE's diagonal Gaussian posterior, scaled to the UNet's latents."""
+    latents = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+    return latents * ctx.scaling_factor, mean * ctx.scaling_factor
+
+
+def _encoded_inputs(ctx: StepContext, frozen, batch, rng_latent, dropped):
+    """(latents, mean latents, text states) of the batch: from its cached encodings when the trainer
+    encoded the dataset once (training/encodings.py), otherwise through the frozen encoders now."""
+    if "latent_mean" in batch:
+        latents, mean = _sample_posterior(ctx, batch["latent_mean"], batch["latent_logvar"], rng_latent)
+        text = jnp.where(dropped[:, :, None], frozen["empty_text"][None], batch["text"])
+        return latents, mean, text  # float32; the UNet and ControlNet cast it to their compute dtype
+    video = ctx.mode == "video"
+    latents, mean = _latents(ctx, frozen, batch["frames" if video else "pixels"], rng_latent)
+    ids = jnp.where(dropped, jnp.asarray(ctx.empty_ids)[None], batch["ids"])
+    text = ctx.modules["text_encoder"].apply({"params": frozen["text_encoder"]}, ids)[0]
+    return latents, mean, text
 
 
 def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
@@ -83,11 +103,9 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     in video mode, of the video UNet on whole clips, with frame 0's latent as the hint."""
     rng_latent, rng_noise, rng_t, rng_drop = jax.random.split(rng, 4)
     video = ctx.mode == "video"
-    latents, mean = _latents(ctx, frozen, batch["frames" if video else "pixels"], rng_latent)
-    ids = batch["ids"]
-    dropped = jax.random.uniform(rng_drop, (ids.shape[0], 1)) < ctx.caption_dropout
-    ids = jnp.where(dropped, jnp.asarray(ctx.empty_ids)[None], ids)
-    text = ctx.modules["text_encoder"].apply({"params": frozen["text_encoder"]}, ids)[0]
+    rows = (batch["text"] if "text" in batch else batch["ids"]).shape[0]
+    dropped = jax.random.uniform(rng_drop, (rows, 1)) < ctx.caption_dropout
+    latents, mean, text = _encoded_inputs(ctx, frozen, batch, rng_latent, dropped)
     noise = jax.random.normal(rng_noise, latents.shape)
     t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0])
     noisy = noisy_sample(ctx.schedule, latents, noise, t)
@@ -97,9 +115,7 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     elif video:
         # The hint is the clean first frame (its mean latent, as inference encodes the hint image);
         # an all-zero hint is how the video UNet reads "no hint", so dropping one is a multiply.
-        keep = (
-            jax.random.uniform(jax.random.fold_in(rng_drop, 1), (ids.shape[0], 1, 1, 1)) >= ctx.hint_dropout
-        )
+        keep = jax.random.uniform(jax.random.fold_in(rng_drop, 1), (rows, 1, 1, 1)) >= ctx.hint_dropout
         hint = mean[:, 0] * keep
         tree = {"spatial": frozen["unet"], **params}
         prediction = ctx.modules["video"].apply({"params": tree}, noisy, t, text, hint_latent=hint)

@@ -23,6 +23,7 @@ import numpy as np
 from controlsprint.config import to_dict
 from controlsprint.errors import UserError
 from controlsprint.hardware import peak_flops
+from controlsprint.training import encodings
 from controlsprint.training import sharding as shd
 from controlsprint.training.config import TrainConfig, check_config
 from controlsprint.training.step import init_state, train_step
@@ -99,6 +100,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     start = starting_point(cfg, texts)
     pipeline = start.pipeline
     ctx, frozen = step_context(cfg, start)
+    cache = _encode_once(cfg, ctx, frozen, dataset, pipeline.tokenizer, mesh)
+    if cache is not None:  # the step reads cached encodings; the encoders stay off the devices
+        frozen = encodings.step_frozen(frozen, cache.empty_text)
 
     # == 3. state: fresh (sharded by the rules) or restored =============================================
     abstract = jax.eval_shape(functools.partial(init_state, ctx), start.trainable.params, frozen)
@@ -112,8 +116,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         first_step = int(jax.device_get(state.step))
         _log(f"resumed {out} at step {first_step}")
     batch_keys = [
-        "frames" if mode == "video" else "pixels",
-        *([] if mode == "vae" else ["ids"]),
+        *(
+            encodings.CACHED_KEYS
+            if cache is not None
+            else ["frames" if mode == "video" else "pixels", *([] if mode == "vae" else ["ids"])]
+        ),
         *(["cond"] if mode == "controlnet" else []),
     ]
     batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
@@ -135,11 +142,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         process_count=jax.process_count(),
         start_step=first_step,
         prefetch=cfg.data.prefetch,
+        images=cache is None,
     )
 
     def host_batch(raw: dict) -> dict:
-        batch = {"frames": raw["frames"]} if mode == "video" else {"pixels": raw["pixel_values"]}
-        if mode != "vae":
+        if cache is not None:
+            batch = cache.rows(raw["rows"])
+        else:
+            batch = {"frames": raw["frames"]} if mode == "video" else {"pixels": raw["pixel_values"]}
+        if mode != "vae" and cache is None:
             batch["ids"] = pipeline.tokenizer(raw["text"])
         if mode == "controlnet":
             batch["cond"] = raw["conditioning_pixel_values"]
@@ -237,6 +248,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     stream.close()
     _wait_for_every_process("controlsprint-train-finished")
     return summary
+
+
+def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
+    """The dataset's frozen encodings (training/encodings.py) when they apply and fit; else None."""
+    if not encodings.applies(cfg):
+        return None
+    size = encodings.cache_bytes(ctx, frozen, len(dataset), cfg.data.resolution, len(ctx.empty_ids))
+    if size > encodings.MAX_CACHE_BYTES:
+        _log(
+            f"encoding every step: caching {len(dataset)} rows would take {size / 2**30:.1f} GiB "
+            f"(over {encodings.MAX_CACHE_BYTES / 2**30:.0f}; data.cache_encodings=false silences this)"
+        )
+        return None
+    cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, tokenizer, mesh)
+    _log(
+        f"encoded {len(dataset)} rows once (VAE latents, captions): {cache.seconds:.1f} s, {size / 2**20:.0f} MiB"
+    )
+    return cache
 
 
 def _wait_for_every_process(name: str, timeout_s: int = 3600) -> None:
