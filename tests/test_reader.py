@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from controlsprint.data import format as fmt
 from controlsprint.data.codec import decode_rgb
 from controlsprint.data.pipeline import run_job
 from controlsprint.data.reader import ShardedDataset
@@ -175,3 +176,28 @@ def test_concurrent_streams_of_one_dataset_agree_with_sequential_ones(dataset_di
     for thread in threads:
         thread.join()
     assert concurrent == sequential
+
+
+def test_batches_without_images_skip_the_image_column_and_name_their_rows(dataset_dir, monkeypatch):
+    ds = ShardedDataset(dataset_dir)
+    full = ds.batches(4, seed=5, resolution=32, condition="canny")
+    expected = [next(full) for _ in range(3)]
+    full.close()
+    lean = ShardedDataset(dataset_dir)
+    columns_read: list[list[str]] = []
+    original = lean.read_rows
+    monkeypatch.setattr(lean, "read_rows", lambda idx, cols: columns_read.append(cols) or original(idx, cols))
+    batches = lean.batches(4, seed=5, resolution=32, condition="canny", images=False)
+    got = [next(batches) for _ in range(3)]
+    batches.close()
+    assert all(fmt.IMAGE_COLUMN not in cols for cols in columns_read)
+    for step, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert "pixel_values" not in a and "pixel_values" in b
+        np.testing.assert_array_equal(a["rows"], b["rows"])
+        np.testing.assert_array_equal(a["rows"], ds.global_batch_indices(step, 4, seed=5))
+        np.testing.assert_array_equal(a["conditioning_pixel_values"], b["conditioning_pixel_values"])
+        assert a["text"] == b["text"]
+    # the rows are what images_and_texts reads back: the same pixels the full batch decoded
+    pixels, texts = ds.images_and_texts(got[1]["rows"], resolution=32)
+    np.testing.assert_array_equal(pixels, expected[1]["pixel_values"])
+    assert texts == expected[1]["text"]

@@ -123,6 +123,7 @@ def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
 def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
     """The train step's modules and settings for `start` (`StepContext`), and the frozen parameters it
     reads: the trainer's and the training benchmark's one way to set a step up."""
+    import jax
     import jax.numpy as jnp
 
     from controlsprint.schedulers import from_diffusers_config
@@ -145,13 +146,14 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
     }[mode]
     decoder_only = mode == "vae" and cfg.model.vae_part == "decoder"
+    flat_optimizer = jax.default_backend() == "cpu" and cfg.mesh.fsdp == 1  # see make_optimizer
     frozen_parts = VAE_ENCODER_PARTS if decoder_only else ()
     ctx = StepContext(
         mode=mode,
         modules=modules,
         schedule=from_diffusers_config(pipeline.scheduler_config),
         scaling_factor=float(pipeline.vae.config.scaling_factor),
-        optimizer=make_optimizer(cfg.optim, cfg.run.steps, frozen_parts),
+        optimizer=make_optimizer(cfg.optim, cfg.run.steps, frozen_parts, flat=flat_optimizer),
         caption_dropout=cfg.data.caption_dropout,
         empty_ids=pipeline.tokenizer([""])[0],
         grad_accum=cfg.optim.grad_accum,

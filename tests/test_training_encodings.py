@@ -1,0 +1,120 @@
+"""Frozen encodings cached once per dataset row (training/encodings.py): the same training, less work."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from controlsprint.cli.train import load_train_config
+from controlsprint.data.reader import ShardedDataset
+from controlsprint.training import encodings
+from controlsprint.training import sharding as shd
+from controlsprint.training.models import starting_point, step_context
+from controlsprint.training.step import init_state, train_step
+from tests.training_helpers import exported_params, make_dataset, max_difference, train_args
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("synth") / "tiny")
+
+
+def _setup(data, mode: str):
+    cfg = load_train_config(
+        "tiny",
+        [f"data.path={data}", f"model.mode={mode}", "data.resolution=32", "data.caption_dropout=0.5"],
+    )
+    dataset = ShardedDataset(data)
+    start = starting_point(cfg, dataset.read_rows(np.arange(len(dataset)), ["text"])["text"])
+    return cfg, dataset, start
+
+
+@pytest.mark.parametrize("mode", ["controlnet", "unet"])
+def test_cached_step_equals_the_step_that_encodes(data, mode):
+    """Three optimiser steps from the same state and keys, one encoding the batch itself and one reading
+    the dataset cache at those rows: same losses and same parameters (caption dropout at 0.5, so the
+    empty prompt's cached states are used too)."""
+    cfg, dataset, start = _setup(data, mode)
+    ctx, frozen = step_context(cfg, start)
+    mesh = shd.make_mesh(cfg.mesh)
+    cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, start.pipeline.tokenizer, mesh)
+    assert cache.latent_mean.shape[0] == cache.text.shape[0] == len(dataset)
+    raw = next(dataset.batches(4, seed=0, condition="canny", resolution=32))
+    plain = {"pixels": raw["pixel_values"], "ids": start.pipeline.tokenizer(raw["text"])}
+    cached = cache.rows(raw["rows"])
+    if mode == "controlnet":
+        plain["cond"] = cached["cond"] = raw["conditioning_pixel_values"]
+    runs = {}
+    for name, batch, tree in (
+        ("plain", plain, frozen),
+        ("cached", cached, encodings.step_frozen(frozen, cache.empty_text)),
+    ):
+        state = init_state(ctx, jax.tree_util.tree_map(np.array, start.trainable.params), tree)
+        step = jax.jit(functools.partial(train_step, ctx))
+        losses = []
+        for i in range(3):
+            state, metrics = step(state, batch, jax.random.key(i))
+            losses.append(float(metrics["loss"]))
+        runs[name] = (losses, state.params)
+    np.testing.assert_allclose(runs["cached"][0], runs["plain"][0], rtol=1e-5)
+    for a, b in zip(*(jax.tree_util.tree_leaves(runs[n][1]) for n in runs), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert "vae" not in encodings.step_frozen(frozen, cache.empty_text)
+
+
+def test_cache_holds_what_the_encoders_give_for_every_row(data):
+    cfg, dataset, start = _setup(data, "controlnet")
+    cfg = dataclasses.replace(
+        cfg, run=dataclasses.replace(cfg.run, batch_size=5)
+    )  # 48 rows: last chunk padded
+    ctx, frozen = step_context(cfg, start)
+    cache = encodings.encode_dataset(
+        ctx, frozen, dataset, cfg, start.pipeline.tokenizer, shd.make_mesh(cfg.mesh)
+    )
+    rows = np.array([0, 17, len(dataset) - 1])
+    pixels, texts = dataset.images_and_texts(rows, resolution=32)
+    mean, logvar = start.pipeline.vae.module().apply({"params": frozen["vae"]}, pixels, method="encode")
+    text = start.pipeline.text_encoder.module().apply(
+        {"params": frozen["text_encoder"]}, start.pipeline.tokenizer(texts)
+    )[0]
+    np.testing.assert_allclose(cache.latent_mean[rows], mean, atol=1e-5)
+    np.testing.assert_allclose(cache.latent_logvar[rows], logvar, atol=1e-5)
+    np.testing.assert_allclose(cache.text[rows], text, atol=1e-5)
+    empty = start.pipeline.text_encoder.module().apply(
+        {"params": frozen["text_encoder"]}, start.pipeline.tokenizer([""])
+    )[0][0]
+    np.testing.assert_allclose(cache.empty_text, empty, atol=1e-6)
+
+
+def test_where_the_cache_applies():
+    cfg = load_train_config("tiny", [])
+    assert encodings.applies(cfg)
+    for change in ("data.cache_encodings=false", "data.crop=32", "model.mode=vae", "model.mode=video"):
+        assert not encodings.applies(load_train_config("tiny", [change])), change
+
+
+def test_a_run_with_the_cache_ends_where_a_run_without_it_does(cli, data, tmp_path):
+    results = {}
+    for cache in ("true", "false"):
+        out = tmp_path / cache
+        code, stdout, err = cli(*train_args(data, out, "run.steps=4", f"data.cache_encodings={cache}"))
+        assert code == 0, err
+        assert ("encoded 48 rows once" in stdout) == (cache == "true")
+        results[cache] = (json.loads(stdout.strip().splitlines()[-1])["loss"], exported_params(out))
+    assert results["true"][0] == pytest.approx(results["false"][0], rel=1e-5)
+    # The cache pass groups rows into other batches than training does, so the encoders' float rounding
+    # differs (~1e-7), and Adam's normalised update can carry that up to a few 1e-6; wrong rows or a
+    # wrong latent would move weights by the learning rate (1e-4) per step.
+    assert max_difference(results["true"][1], results["false"][1]) < 1e-5
+
+
+def test_a_cache_over_the_memory_limit_falls_back_to_encoding_every_step(cli, data, tmp_path, monkeypatch):
+    monkeypatch.setattr(encodings, "MAX_CACHE_BYTES", 1024)
+    code, stdout, err = cli(*train_args(data, tmp_path / "run", "run.steps=1"))
+    assert code == 0, err
+    assert "encoding every step: caching 48 rows would take" in stdout and "encoded 48 rows" not in stdout
