@@ -102,7 +102,8 @@ def test_a_run_with_the_cache_ends_where_a_run_without_it_does(cli, data, tmp_pa
     results = {}
     for cache in ("true", "false"):
         out = tmp_path / cache
-        code, stdout, err = cli(*train_args(data, out, "run.steps=4", f"data.cache_encodings={cache}"))
+        # 13 steps of 4: 52 samples, more than the 48 rows (a shorter run would not cache)
+        code, stdout, err = cli(*train_args(data, out, "run.steps=13", f"data.cache_encodings={cache}"))
         assert code == 0, err
         assert ("encoded 48 rows once" in stdout) == (cache == "true")
         results[cache] = (json.loads(stdout.strip().splitlines()[-1])["loss"], exported_params(out))
@@ -115,6 +116,12 @@ def test_a_run_with_the_cache_ends_where_a_run_without_it_does(cli, data, tmp_pa
 
 def test_a_cache_over_the_memory_limit_falls_back_to_encoding_every_step(cli, data, tmp_path, monkeypatch):
     monkeypatch.setattr(encodings, "MAX_CACHE_BYTES", 1024)
-    code, stdout, err = cli(*train_args(data, tmp_path / "run", "run.steps=1"))
+    code, stdout, err = cli(*train_args(data, tmp_path / "run", "run.steps=13"))
     assert code == 0, err
     assert "encoding every step: caching 48 rows would take" in stdout and "encoded 48 rows" not in stdout
+
+
+def test_a_run_of_at_most_one_epoch_encodes_every_step(cli, data, tmp_path):
+    code, stdout, err = cli(*train_args(data, tmp_path / "run", "run.steps=12"))  # 48 samples, 48 rows
+    assert code == 0, err
+    assert "encoding every step: the run's 48 samples are at most one pass over the 48 rows" in stdout

@@ -55,7 +55,8 @@ class DataSection:
     prefetch: int = 2  # batches decoded ahead on a background thread
     # ControlNet and UNet modes: run the frozen VAE encoder and text encoder over the dataset once,
     # before step 1, and train on their cached outputs (a fresh latent sample every step; see
-    # training/encodings.py). Off, or with data.crop, or past 4 GiB of cache: encoded every step.
+    # training/encodings.py). Off, with data.crop, for runs of at most one epoch, or past 4 GiB of
+    # cache: encoded every step.
     cache_encodings: bool = True
 
 

@@ -8,8 +8,9 @@ swaps in the empty prompt's hidden states for caption dropout. The step no longe
 and their weights stay off the devices. maxdiffusion and diffusers' SDXL scripts train the same way.
 
 It applies in "controlnet" and "unet" modes when `data.cache_encodings` is on and `data.crop` is 0
-(a random crop changes the pixels each step), and when the cache fits `MAX_CACHE_BYTES` of host memory
-(a real SD1.5 dataset of 100k captions would need ~36 GB: those runs encode every step as before).
+(a random crop changes the pixels each step), when the run sees more samples than the dataset has
+rows (otherwise the pass costs more than it saves), and when the cache fits `MAX_CACHE_BYTES` of host
+memory (a real SD1.5 dataset of 100k captions would need ~36 GB: those runs encode every step).
 Every process holds the whole cache: data order permutes all rows every epoch, so any process can
 need any row. The pass itself is shared: each process encodes its slice of every chunk.
 """
@@ -57,6 +58,17 @@ def cache_bytes(ctx, frozen, rows: int, resolution: int, text_length: int) -> in
 
 def applies(cfg: TrainConfig) -> bool:
     return cfg.data.cache_encodings and cfg.model.mode in ("controlnet", "unet") and cfg.data.crop == 0
+
+
+def reason_to_encode_every_step(cfg: TrainConfig, rows: int, size: int) -> str | None:
+    """Why a run the cache applies to should still not use it (None: use it). Decided from the whole
+    run's length, not what is left of it, so a resumed run decides as the uninterrupted one did."""
+    samples = cfg.run.steps * cfg.run.batch_size
+    if samples <= rows:  # the pass encodes every row once: it only pays when rows come back
+        return f"the run's {samples} samples are at most one pass over the {rows} rows"
+    if size > MAX_CACHE_BYTES:
+        return f"caching {rows} rows would take {size / 2**30:.1f} GiB (over {MAX_CACHE_BYTES / 2**30:.0f})"
+    return None
 
 
 def _encode(ctx, frozen, pixels, ids):

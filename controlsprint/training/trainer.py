@@ -255,11 +255,9 @@ def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
     if not encodings.applies(cfg):
         return None
     size = encodings.cache_bytes(ctx, frozen, len(dataset), cfg.data.resolution, len(ctx.empty_ids))
-    if size > encodings.MAX_CACHE_BYTES:
-        _log(
-            f"encoding every step: caching {len(dataset)} rows would take {size / 2**30:.1f} GiB "
-            f"(over {encodings.MAX_CACHE_BYTES / 2**30:.0f}; data.cache_encodings=false silences this)"
-        )
+    reason = encodings.reason_to_encode_every_step(cfg, len(dataset), size)
+    if reason is not None:
+        _log(f"encoding every step: {reason} (data.cache_encodings=false silences this)")
         return None
     cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, tokenizer, mesh)
     _log(
