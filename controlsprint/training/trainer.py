@@ -150,8 +150,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             batch = cache.rows(raw["rows"])
         else:
             batch = {"frames": raw["frames"]} if mode == "video" else {"pixels": raw["pixel_values"]}
-        if mode != "vae" and cache is None:
-            batch["ids"] = pipeline.tokenizer(raw["text"])
+            if mode != "vae":
+                batch["ids"] = pipeline.tokenizer(raw["text"])
         if mode == "controlnet":
             batch["cond"] = raw["conditioning_pixel_values"]
         if cfg.data.crop:
