@@ -72,6 +72,13 @@ class OptimSection:
     grad_clip: float = 1.0  # global-norm clipping; 0 turns it off
     grad_accum: int = 1  # micro-batches per step (the batch is split, gradients summed, one update)
     ema_decay: float = 0.0  # exponential moving average of the trained weights; 0 = off
+    # Denoising loss (UNet, ControlNet, video modes), as diffusers' training scripts' flags of the same
+    # names. noise_offset: add offset * N(0, 1) per sample and channel to the noise, so the model can
+    # move an image's mean colour away from what the initial noise implies (at 16x16 latents the
+    # noise's own per-channel mean, std 1/16, is as large as the signal left at t=999). snr_gamma:
+    # Min-SNR weighting (Hang et al. 2023), min(SNR, gamma) / SNR for epsilon targets; 0 = off.
+    noise_offset: float = 0.0
+    snr_gamma: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +142,8 @@ def check_config(cfg: TrainConfig) -> None:
         ("optim.grad_clip", cfg.optim.grad_clip >= 0, ">= 0"),
         ("optim.grad_accum", cfg.optim.grad_accum >= 1, ">= 1"),
         ("optim.ema_decay", 0.0 <= cfg.optim.ema_decay < 1.0, "in [0, 1)"),
+        ("optim.noise_offset", cfg.optim.noise_offset >= 0, ">= 0"),
+        ("optim.snr_gamma", cfg.optim.snr_gamma >= 0, ">= 0 (0 = off)"),
         (
             "model.vae_part",
             cfg.model.vae_part == "whole" or (cfg.model.mode == "vae" and cfg.model.base is not None),

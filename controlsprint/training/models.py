@@ -160,5 +160,7 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         ema_decay=cfg.optim.ema_decay,
         hint_dropout=cfg.data.hint_dropout,
         vae_decoder_only=decoder_only,
+        noise_offset=cfg.optim.noise_offset,
+        snr_gamma=cfg.optim.snr_gamma,
     )
     return ctx, frozen

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from controlsprint.schedulers import NoiseSchedule, sample_timesteps, training_target
+from controlsprint.schedulers import NoiseSchedule, alphas_cumprod, sample_timesteps, training_target
 from controlsprint.schedulers import add_noise as noisy_sample
 
 VAE_KL_WEIGHT = 1e-6  # as Stable Diffusion's autoencoder: the KL term only keeps latents tame
@@ -45,6 +45,8 @@ class StepContext:
     ema_decay: float = 0.0
     hint_dropout: float = 0.0  # video: probability of a clip trained without its hint
     vae_decoder_only: bool = False  # vae: the encoder is frozen (its gradient is never formed)
+    noise_offset: float = 0.0  # optim.noise_offset: per-sample, per-channel shift of the noise
+    snr_gamma: float = 0.0  # optim.snr_gamma: Min-SNR loss weighting; 0 = plain MSE
 
 
 def init_state(ctx: StepContext, params: Any, frozen: Any) -> TrainState:
@@ -106,7 +108,7 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     rows = (batch["text"] if "text" in batch else batch["ids"]).shape[0]
     dropped = jax.random.uniform(rng_drop, (rows, 1)) < ctx.caption_dropout
     latents, mean, text = _encoded_inputs(ctx, frozen, batch, rng_latent, dropped)
-    noise = jax.random.normal(rng_noise, latents.shape)
+    noise = _training_noise(ctx, rng_noise, latents.shape)
     t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0])
     noisy = noisy_sample(ctx.schedule, latents, noise, t)
     if ctx.mode == "controlnet":
@@ -122,7 +124,34 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     else:
         prediction = ctx.modules["unet"].apply({"params": params}, noisy, t, text)
     target = training_target(ctx.schedule, latents, noise, t)
-    return jnp.mean(jnp.square(prediction - target))
+    per_sample = jnp.square(prediction - target).reshape(prediction.shape[0], -1).mean(axis=1)
+    if ctx.snr_gamma > 0:
+        per_sample = per_sample * min_snr_weights(ctx.schedule, t, ctx.snr_gamma)
+    return jnp.mean(per_sample)
+
+
+def _training_noise(ctx: StepContext, rng, shape) -> jax.Array:
+    """N(0, 1) noise, plus `noise_offset` x N(0, 1) shared by all pixels (and frames) of a sample's channel."""
+    if ctx.noise_offset == 0:
+        return jax.random.normal(rng, shape)
+    rng_noise, rng_offset = jax.random.split(rng)
+    offset_shape = (shape[0],) + (1,) * (len(shape) - 2) + (shape[-1],)
+    return jax.random.normal(rng_noise, shape) + ctx.noise_offset * jax.random.normal(
+        rng_offset, offset_shape
+    )
+
+
+def min_snr_weights(schedule: NoiseSchedule, t, gamma: float) -> jax.Array:
+    """Min-SNR-gamma loss weights per timestep: min(SNR, gamma) / SNR for epsilon targets, divided by
+    SNR + 1 instead for v-prediction and left as min(SNR, gamma) for x0 targets (the paper's forms)."""
+    ac = alphas_cumprod(schedule).astype(np.float64)
+    snr = jnp.asarray((ac / (1.0 - ac)).astype(np.float32))[jnp.asarray(t, jnp.int32)]
+    clipped = jnp.minimum(snr, gamma)
+    if schedule.prediction_type == "epsilon":
+        return clipped / snr
+    if schedule.prediction_type == "v_prediction":
+        return clipped / (snr + 1.0)
+    return clipped
 
 
 def loss_fn(ctx: StepContext, params, frozen, batch, rng) -> jax.Array:
