@@ -11,8 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from controlsprint.schedulers import NoiseSchedule, alphas_cumprod
-from controlsprint.training.step import StepContext, _denoising_loss, _training_noise, min_snr_weights
+from controlsprint.schedulers import NoiseSchedule, alphas_cumprod, min_snr_weights
+from controlsprint.training.step import StepContext, _denoising_loss, _training_noise
 
 
 class ZeroUNet(nn.Module):

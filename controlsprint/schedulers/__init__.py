@@ -3,7 +3,7 @@
 Importing this package is cheap (numpy only): `NoiseSchedule`, `SCHEDULER_NAMES` and friends come
 from `schedule.py`. The JAX parts load on first use: `make_scheduler`/`Scheduler`/`SamplerState`
 (from `sampler.py`) and the training utilities `add_noise`, `velocity`, `training_target`,
-`sample_timesteps` (from `training.py`). See docs/schedulers.md.
+`sample_timesteps`, `min_snr_weights` (from `training.py`). See docs/schedulers.md.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _LAZY = {
     "velocity": "training",
     "training_target": "training",
     "sample_timesteps": "training",
+    "min_snr_weights": "training",
 }
 
 __all__ = [

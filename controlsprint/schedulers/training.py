@@ -50,3 +50,16 @@ def training_target(schedule: NoiseSchedule, x0: jax.Array, noise: jax.Array, t)
 def sample_timesteps(schedule: NoiseSchedule, rng: jax.Array, batch_size: int) -> jax.Array:
     """Uniform training timesteps in [0, num_train_timesteps), int32, shape (batch_size,)."""
     return jax.random.randint(rng, (batch_size,), 0, schedule.num_train_timesteps, dtype=jnp.int32)
+
+
+def min_snr_weights(schedule: NoiseSchedule, t, gamma: float) -> jax.Array:
+    """Min-SNR-gamma loss weights per timestep: min(SNR, gamma) / SNR for epsilon targets, divided by
+    SNR + 1 instead for v-prediction and left as min(SNR, gamma) for x0 targets (the paper's forms)."""
+    ac = alphas_cumprod(schedule).astype(np.float64)
+    snr = jnp.asarray((ac / (1.0 - ac)).astype(np.float32))[jnp.asarray(t, jnp.int32)]
+    clipped = jnp.minimum(snr, gamma)
+    if schedule.prediction_type == "epsilon":
+        return clipped / snr
+    if schedule.prediction_type == "v_prediction":
+        return clipped / (snr + 1.0)
+    return clipped

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from controlsprint.schedulers import NoiseSchedule, alphas_cumprod, sample_timesteps, training_target
+from controlsprint.schedulers import NoiseSchedule, min_snr_weights, sample_timesteps, training_target
 from controlsprint.schedulers import add_noise as noisy_sample
 
 VAE_KL_WEIGHT = 1e-6  # as Stable Diffusion's autoencoder: the KL term only keeps latents tame
@@ -124,10 +124,10 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     else:
         prediction = ctx.modules["unet"].apply({"params": params}, noisy, t, text)
     target = training_target(ctx.schedule, latents, noise, t)
+    if ctx.snr_gamma == 0:  # plain MSE, reduced exactly as before the option existed
+        return jnp.mean(jnp.square(prediction - target))
     per_sample = jnp.square(prediction - target).reshape(prediction.shape[0], -1).mean(axis=1)
-    if ctx.snr_gamma > 0:
-        per_sample = per_sample * min_snr_weights(ctx.schedule, t, ctx.snr_gamma)
-    return jnp.mean(per_sample)
+    return jnp.mean(per_sample * min_snr_weights(ctx.schedule, t, ctx.snr_gamma))
 
 
 def _training_noise(ctx: StepContext, rng, shape) -> jax.Array:
@@ -139,19 +139,6 @@ def _training_noise(ctx: StepContext, rng, shape) -> jax.Array:
     return jax.random.normal(rng_noise, shape) + ctx.noise_offset * jax.random.normal(
         rng_offset, offset_shape
     )
-
-
-def min_snr_weights(schedule: NoiseSchedule, t, gamma: float) -> jax.Array:
-    """Min-SNR-gamma loss weights per timestep: min(SNR, gamma) / SNR for epsilon targets, divided by
-    SNR + 1 instead for v-prediction and left as min(SNR, gamma) for x0 targets (the paper's forms)."""
-    ac = alphas_cumprod(schedule).astype(np.float64)
-    snr = jnp.asarray((ac / (1.0 - ac)).astype(np.float32))[jnp.asarray(t, jnp.int32)]
-    clipped = jnp.minimum(snr, gamma)
-    if schedule.prediction_type == "epsilon":
-        return clipped / snr
-    if schedule.prediction_type == "v_prediction":
-        return clipped / (snr + 1.0)
-    return clipped
 
 
 def loss_fn(ctx: StepContext, params, frozen, batch, rng) -> jax.Array:
