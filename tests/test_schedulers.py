@@ -102,7 +102,8 @@ def test_a_v_prediction_config_is_read_key_by_key():
         ("steps_offset", -1),
         ("set_alpha_to_one", "no"),
         ("trained_betas", [0.1, 0.2]),
-        ("rescale_betas_zero_snr", True),
+        ("rescale_betas_zero_snr", "yes"),
+        ("thresholding", True),
         ("timestep_type", "continuous"),
     ],
 )

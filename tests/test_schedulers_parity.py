@@ -38,6 +38,7 @@ def reference(name: str, schedule: NoiseSchedule, steps: int):
         "beta_schedule": s.beta_schedule,
         "prediction_type": s.prediction_type,
         "steps_offset": s.steps_offset,
+        "rescale_betas_zero_snr": s.rescale_betas_zero_snr,
     }
     if s.timestep_spacing is not None:
         common["timestep_spacing"] = s.timestep_spacing
@@ -89,10 +90,10 @@ def run_ours(sch, latents, start: int = 0, image_latents=None, noise=None, mask=
     return np.asarray(x)
 
 
-def assert_close(ours: np.ndarray, ref: np.ndarray) -> None:
+def assert_close(ours: np.ndarray, ref: np.ndarray, rtol: float = RTOL) -> None:
     assert ours.shape == ref.shape and np.all(np.isfinite(ours))
     error = np.abs(ours - ref).max() / np.abs(ref).max()
-    assert error <= RTOL, f"relative error {error:.2e} > {RTOL:.0e}"
+    assert error <= rtol, f"relative error {error:.2e} > {rtol:.0e}"
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
@@ -112,6 +113,7 @@ def test_txt2img_loop_matches_diffusers(name, steps, prediction_type):
     assert_close(run_ours(sch, noise * sch.init_noise_sigma), expected)
 
 
+ZERO_SNR = {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "prediction_type": "v_prediction"}
 VARIANTS = {
     "ddim-trailing": ("ddim", {"timestep_spacing": "trailing"}),
     "ddim-linspace-alpha-one": ("ddim", {"timestep_spacing": "linspace", "set_alpha_to_one": True}),
@@ -127,6 +129,11 @@ VARIANTS = {
     "euler-leading": ("euler", {"timestep_spacing": "leading"}),
     "euler-trailing-sample": ("euler", {"timestep_spacing": "trailing", "prediction_type": "sample"}),
     "euler-karras-v": ("euler", {"use_karras_sigmas": True, "prediction_type": "v_prediction"}),
+    # zero terminal SNR (the embedded model's schedule): DDIM starts at alpha = 0, the sigma samplers
+    # at diffusers' alpha_bar = 2**-24 stand-in
+    "ddim-zero-snr-v": ("ddim", ZERO_SNR),
+    "dpm-zero-snr-v": ("dpm", ZERO_SNR),
+    "euler-zero-snr-v": ("euler", ZERO_SNR),
 }
 
 
@@ -146,7 +153,10 @@ def test_config_variants_match_diffusers(variant, steps):
         np.testing.assert_array_equal(ours_t, ref_t)
     noise = initial_noise(1)
     expected = run_reference(ref, (torch.from_numpy(noise) * ref.init_noise_sigma).numpy(), ref.timesteps)
-    assert_close(run_ours(sch, noise * sch.init_noise_sigma), expected)
+    # Euler's zero-SNR start is sigma = 4096, where the last-bit difference between torch's and numpy's
+    # float32 beta ramps (see above), carried through the rescaling, grows to ~5e-5 of the result.
+    loose = name == "euler" and schedule.rescale_betas_zero_snr
+    assert_close(run_ours(sch, noise * sch.init_noise_sigma), expected, rtol=1e-4 if loose else RTOL)
 
 
 def pipeline_timesteps(ref, steps: int, strength: float):
@@ -158,6 +168,20 @@ def pipeline_timesteps(ref, steps: int, strength: float):
         fake_pipeline, steps, strength, "cpu"
     )
     return timesteps, remaining
+
+
+def test_zero_terminal_snr_tables_match_diffusers():
+    from controlsprint.schedulers.schedule import alphas_cumprod, betas
+
+    schedule = NoiseSchedule(**ZERO_SNR)
+    ref = diffusers.DDIMScheduler(
+        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, **ZERO_SNR
+    )
+    # betas = 1 - alpha_t ratios near 1: float32 cancellation leaves ~1e-7 of 1e-3 either side
+    np.testing.assert_allclose(betas(schedule), ref.betas.numpy(), rtol=1e-4, atol=5e-6)
+    np.testing.assert_allclose(alphas_cumprod(schedule), ref.alphas_cumprod.numpy(), rtol=1e-4, atol=1e-7)
+    assert alphas_cumprod(schedule)[-1] == 0.0  # the last training step is pure noise
+    assert alphas_cumprod(schedule)[0] == pytest.approx(alphas_cumprod(NoiseSchedule())[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("steps", [5, 20, 50])

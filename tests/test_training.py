@@ -157,11 +157,43 @@ def test_loss_decreases_over_50_steps(cli, data, tmp_path):
         (["--set", "model.condition=depth"], "condition 'depth' is not in"),
         (["--set", "run.batch_size=6", "--set", "optim.grad_accum=4"], "must divide by optim.grad_accum"),
         (["--set", "model.mode=painting"], "must be one of controlnet, unet, vae"),
+        (["--set", "model.train_text_encoder=true"], "model.train_text_encoder: must be false unless"),
+        (["--set", "model.schedule=zero-snr-v"], 'model.schedule: must be "base" unless'),
     ],
 )
 def test_bad_config_and_data_are_one_line_errors(cli, data, tmp_path, extra, message):
     code, _, err = cli(*train_args(data, tmp_path / "bad"), *extra)
     assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_unet_run_trains_its_text_encoder_and_writes_the_zero_snr_schedule(cli, data, tmp_path):
+    """model.train_text_encoder: the exported text encoder moved from the base's (a fresh one here) and
+    is what the exported pipeline encodes with; model.schedule=zero-snr-v lands in its scheduler config."""
+    from controlsprint.schedulers import from_diffusers_config
+    from controlsprint.schedulers.schedule import alphas_cumprod
+
+    runs = {}
+    for trains in ("false", "true"):
+        out = tmp_path / trains
+        code, _, err = cli(
+            *train_args(
+                data,
+                out,
+                "run.steps=3",
+                "model.mode=unet",
+                "model.schedule=zero-snr-v",
+                f"model.train_text_encoder={trains}",
+            )
+        )
+        assert code == 0, err
+        runs[trains] = load_pipeline(out / "export" / "pipeline", with_controlnets=False)
+    frozen, trained = (flatten(runs[k].text_encoder.params) for k in ("false", "true"))
+    assert frozen.keys() == trained.keys()
+    moved = [k for k in frozen if not np.array_equal(np.asarray(frozen[k]), np.asarray(trained[k]))]
+    assert len(moved) > len(frozen) // 2, "the text encoder's weights should train"
+    schedule = from_diffusers_config(runs["true"].scheduler_config)
+    assert schedule.prediction_type == "v_prediction" and schedule.timestep_spacing == "trailing"
+    assert schedule.rescale_betas_zero_snr and alphas_cumprod(schedule)[-1] == 0.0
 
 
 def test_existing_checkpoints_are_not_overwritten_without_resume(cli, data, tmp_path):

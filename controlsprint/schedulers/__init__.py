@@ -14,6 +14,7 @@ from typing import Any
 from controlsprint.schedulers.schedule import (
     SCHEDULER_NAMES,
     SD15_SCHEDULER_CONFIG,
+    ZERO_SNR_V_SCHEDULER_CONFIG,
     NoiseSchedule,
     alphas_cumprod,
     from_diffusers_config,
@@ -37,6 +38,7 @@ _LAZY = {
 __all__ = [
     "SCHEDULER_NAMES",
     "SD15_SCHEDULER_CONFIG",
+    "ZERO_SNR_V_SCHEDULER_CONFIG",
     "NoiseSchedule",
     "alphas_cumprod",
     "from_diffusers_config",

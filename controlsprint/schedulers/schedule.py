@@ -34,7 +34,6 @@ _SPACINGS = ("leading", "trailing", "linspace")
 # diffusers keys that change the noise process in ways we do not implement: accepting them silently
 # would sample from a different process than the model was trained on, so a non-default value is an error.
 _UNSUPPORTED_UNLESS_DEFAULT: dict[str, Any] = {
-    "rescale_betas_zero_snr": False,
     "thresholding": False,
     "use_exponential_sigmas": False,
     "use_beta_sigmas": False,
@@ -67,6 +66,12 @@ class NoiseSchedule:
     clip_sample: bool = False  # DDIM clips predicted x0 to +-clip_sample_range (never for latents)
     clip_sample_range: float = 1.0
     use_karras_sigmas: bool = False  # DPM-Solver++ and Euler: Karras et al. sigma spacing (rho 7)
+    # Lin et al. 2023: shift and scale sqrt(alpha_bar) so the last training step is pure noise (SNR 0).
+    # Without it SD's schedule leaves sqrt(alpha_bar_999) = 0.068 of the picture in x_999, and a model
+    # learns to read an image's mean colour from the initial noise instead of the prompt. Needs
+    # v_prediction (epsilon cannot name x0 at SNR 0) and pairs with "trailing" spacing, which starts
+    # sampling at t = 999.
+    rescale_betas_zero_snr: bool = False
 
     def __post_init__(self) -> None:
         _validate(self, "scheduler config")
@@ -86,6 +91,16 @@ SD15_SCHEDULER_CONFIG = {
     "steps_offset": 1,
     "prediction_type": "epsilon",
     "timestep_spacing": "leading",
+}
+
+
+# The same betas rescaled to zero terminal SNR, with v-prediction and trailing timesteps: the schedule of
+# the embedded model's UNet (Lin et al. 2023's recipe; diffusers reads it as written).
+ZERO_SNR_V_SCHEDULER_CONFIG = {
+    **SD15_SCHEDULER_CONFIG,
+    "prediction_type": "v_prediction",
+    "timestep_spacing": "trailing",
+    "rescale_betas_zero_snr": True,
 }
 
 
@@ -126,7 +141,7 @@ def _validate(s: NoiseSchedule, source: str) -> None:
         _check_choice(source, "timestep_spacing", s.timestep_spacing, _SPACINGS)
     if not _is_int(s.steps_offset) or s.steps_offset < 0:
         raise _fail(source, "steps_offset", s.steps_offset, "must be an integer >= 0")
-    for key in ("set_alpha_to_one", "clip_sample", "use_karras_sigmas"):
+    for key in ("set_alpha_to_one", "clip_sample", "use_karras_sigmas", "rescale_betas_zero_snr"):
         if not isinstance(getattr(s, key), bool):
             raise _fail(source, key, getattr(s, key), "must be true or false")
     if s.trained_betas is not None:
@@ -189,6 +204,17 @@ def _cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarr
     return np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)])
 
 
+def _zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Betas whose sqrt(alpha_bar) is moved linearly so it ends at exactly 0 and starts where it did
+    (Lin et al. 2023, Algorithm 1); float32 throughout, as diffusers computes it."""
+    root = np.sqrt(np.cumprod(np.float32(1.0) - betas, dtype=np.float32))
+    first, last = root[0], root[-1]
+    root = (root - last) * (first / (first - last))
+    bar = root * root
+    alphas = np.concatenate([bar[:1], bar[1:] / bar[:-1]])
+    return (np.float32(1.0) - alphas).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=32)
 def betas(schedule: NoiseSchedule) -> np.ndarray:
     """The training betas, float32 (the precision diffusers keeps them in)."""
@@ -203,6 +229,9 @@ def betas(schedule: NoiseSchedule) -> np.ndarray:
         values = ramp * ramp
     else:
         values = _cosine_betas(n)
+    values = np.asarray(values, dtype=np.float32)
+    if schedule.rescale_betas_zero_snr:
+        values = _zero_terminal_snr(values)
     out = np.asarray(values, dtype=np.float32)
     out.flags.writeable = False
     return out
@@ -217,6 +246,12 @@ def alphas_cumprod(schedule: NoiseSchedule) -> np.ndarray:
 
 
 def train_sigmas(schedule: NoiseSchedule) -> np.ndarray:
-    """The noise-to-signal ratio sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) per training step, float32."""
+    """The noise-to-signal ratio sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) per training step, float32.
+
+    With a zero terminal SNR the last sigma would be infinite; the sigma-based samplers (DPM-Solver++,
+    Euler) take alpha_bar = 2**-24 there instead, as diffusers does, so their first step stays finite."""
     ac = alphas_cumprod(schedule)
+    if schedule.rescale_betas_zero_snr:
+        ac = ac.copy()
+        ac[-1] = np.float32(2.0**-24)
     return (((1 - ac) / ac) ** 0.5).astype(np.float32)

@@ -58,8 +58,8 @@ def min_snr_weights(schedule: NoiseSchedule, t, gamma: float) -> jax.Array:
     ac = alphas_cumprod(schedule).astype(np.float64)
     snr = jnp.asarray((ac / (1.0 - ac)).astype(np.float32))[jnp.asarray(t, jnp.int32)]
     clipped = jnp.minimum(snr, gamma)
-    if schedule.prediction_type == "epsilon":
-        return clipped / snr
+    if schedule.prediction_type == "epsilon":  # -> 1 as SNR -> 0 (a zero-terminal-SNR step's limit)
+        return jnp.where(snr > 0, clipped / jnp.where(snr > 0, snr, 1.0), 1.0)
     if schedule.prediction_type == "v_prediction":
         return clipped / (snr + 1.0)
     return clipped

@@ -40,6 +40,16 @@ class ModelSection:
     # (encoder frozen), so the latent space a UNet was trained on stays valid (as Stable Diffusion's
     # ft-MSE VAE: sharper pictures from the same latents).
     vae_part: Literal["whole", "decoder"] = "whole"
+    # unet: train the text encoder together with the UNet (one optimiser, one EMA), starting from the
+    # base's (or a fresh) encoder. A small fresh CLIP frozen at its random init carries the words but
+    # mixes them blindly; trained, it learns which colour belongs to which shape. Later ControlNet runs
+    # use the exported encoder frozen, as SD's ControlNets use CLIP.
+    train_text_encoder: bool = False
+    # unet: the noise schedule the UNet learns, written to the export's scheduler_config.json. "base"
+    # keeps the base's (SD1.5's for a fresh pipeline); "sd15" is SD1.5's epsilon schedule; "zero-snr-v"
+    # rescales it to zero terminal SNR with v-prediction and trailing timesteps (Lin et al. 2023), so
+    # sampling starts from pure noise and the prompt, not the noise, sets an image's overall colour.
+    schedule: Literal["base", "sd15", "zero-snr-v"] = "base"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +158,16 @@ def check_config(cfg: TrainConfig) -> None:
             "model.vae_part",
             cfg.model.vae_part == "whole" or (cfg.model.mode == "vae" and cfg.model.base is not None),
             '"whole" unless model.mode=vae with a model.base (a fresh encoder cannot stay frozen)',
+        ),
+        (
+            "model.train_text_encoder",
+            not cfg.model.train_text_encoder or cfg.model.mode == "unet",
+            "false unless model.mode=unet",
+        ),
+        (
+            "model.schedule",
+            cfg.model.schedule == "base" or cfg.model.mode == "unet",
+            '"base" unless model.mode=unet',
         ),
         ("mesh.fsdp", cfg.mesh.fsdp >= 1, ">= 1"),
         ("mesh.data", cfg.mesh.data == -1 or cfg.mesh.data >= 1, "-1 or >= 1"),

@@ -31,17 +31,23 @@ MAX_CACHE_BYTES = 4 << 30
 CACHED_KEYS = ("latent_mean", "latent_logvar", "text")  # batch keys that replace "pixels" and "ids"
 
 
+def cached_keys(cfg: TrainConfig) -> tuple[str, ...]:
+    """The batch keys the cache supplies: a text encoder that trains is never cached (the step reads ids)."""
+    return CACHED_KEYS[:2] if cfg.model.train_text_encoder else CACHED_KEYS
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodingCache:
     latent_mean: np.ndarray  # [N, h, w, c] float32, unscaled (as the VAE's encoder gives it)
     latent_logvar: np.ndarray  # [N, h, w, c]
-    text: np.ndarray  # [N, T, D] the text encoder's last hidden states
-    empty_text: np.ndarray  # [T, D] the empty prompt's, for caption dropout
+    text: np.ndarray | None  # [N, T, D] the text encoder's last hidden states (None: it trains)
+    empty_text: np.ndarray | None  # [T, D] the empty prompt's, for caption dropout
     seconds: float  # how long the pass took
 
     def rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """The cached batch entries of dataset rows `indices`."""
-        return {key: getattr(self, key)[indices] for key in CACHED_KEYS}
+        keys = CACHED_KEYS if self.text is not None else CACHED_KEYS[:2]
+        return {key: getattr(self, key)[indices] for key in keys}
 
 
 def cache_bytes(ctx, frozen, rows: int, resolution: int, text_length: int) -> int:
@@ -52,7 +58,7 @@ def cache_bytes(ctx, frozen, rows: int, resolution: int, text_length: int) -> in
         jax.ShapeDtypeStruct((1, resolution, resolution, 3), jnp.float32),
         jax.ShapeDtypeStruct((1, text_length), jnp.int32),
     )
-    per_row = 2 * np.prod(mean.shape[1:]) + np.prod(text.shape[1:])
+    per_row = 2 * np.prod(mean.shape[1:]) + (0 if text is None else np.prod(text.shape[1:]))
     return int(rows * per_row * 4)
 
 
@@ -73,7 +79,9 @@ def reason_to_encode_every_step(cfg: TrainConfig, rows: int, size: int) -> str |
 
 def _encode(ctx, frozen, pixels, ids):
     mean, logvar = ctx.modules["vae"].apply({"params": frozen["vae"]}, pixels, method="encode")
-    return mean.astype(jnp.float32), logvar.astype(jnp.float32), _encode_text(ctx, frozen, ids)
+    # no frozen text encoder: it trains with the UNet, and the step encodes the captions itself
+    text = _encode_text(ctx, frozen, ids) if "text_encoder" in frozen else None
+    return mean.astype(jnp.float32), logvar.astype(jnp.float32), text
 
 
 def _encode_text(ctx, frozen, ids):
@@ -123,11 +131,14 @@ def encode_dataset(ctx, frozen, dataset, cfg: TrainConfig, tokenizer, mesh) -> E
         local = {"pixels": images, "ids": tokenizer(texts)}
         batch = shd.global_batch(mesh, local)
         parts.append(to_host(encode(frozen, batch["pixels"], batch["ids"])))
-    mean, logvar, text = (np.concatenate(column)[:count] for column in zip(*parts, strict=True))
+    mean, logvar = (np.concatenate([part[i] for part in parts])[:count] for i in (0, 1))
+    if "text_encoder" not in frozen:
+        return EncodingCache(mean, logvar, None, None, time.perf_counter() - start)
+    text = np.concatenate([part[2] for part in parts])[:count]
     return EncodingCache(mean, logvar, text, empty_prompt(ctx, frozen), time.perf_counter() - start)
 
 
 def step_frozen(frozen: dict, empty_text: np.ndarray) -> dict:
     """The step's frozen tree once encodings are cached: no encoders, the empty prompt's states instead."""
     kept = {key: value for key, value in frozen.items() if key not in ("vae", "text_encoder")}
-    return {**kept, "empty_text": empty_text}
+    return kept if empty_text is None else {**kept, "empty_text": empty_text}

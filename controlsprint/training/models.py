@@ -12,7 +12,7 @@ from controlsprint.models.components import init_params
 from controlsprint.models.convert import flatten, unflatten
 from controlsprint.models.io import Component
 from controlsprint.models.pipeline import Pipeline, load_pipeline
-from controlsprint.schedulers import SD15_SCHEDULER_CONFIG
+from controlsprint.schedulers import SD15_SCHEDULER_CONFIG, ZERO_SNR_V_SCHEDULER_CONFIG
 from controlsprint.training.config import TrainConfig
 
 # (vae, unet, text encoder, conditioning-embedding channels) per fresh architecture
@@ -102,6 +102,9 @@ def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
     if mode == "vae":
         return StartingPoint(pipeline, pipeline.vae)
     if mode == "unet":
+        schedules = {"sd15": SD15_SCHEDULER_CONFIG, "zero-snr-v": ZERO_SNR_V_SCHEDULER_CONFIG}
+        if cfg.model.schedule in schedules:
+            pipeline = dataclasses.replace(pipeline, scheduler_config=dict(schedules[cfg.model.schedule]))
         return StartingPoint(pipeline, pipeline.unet)
     if mode == "video":
         return StartingPoint(pipeline, pipeline.temporal or fresh_temporal(cfg, pipeline))
@@ -118,6 +121,14 @@ def starting_point(cfg: TrainConfig, captions: list[str]) -> StartingPoint:
         pipeline.unet, channels, cfg.model.seed + 3, cfg.model.controlnet_init == "unet"
     )
     return StartingPoint(pipeline, controlnet)
+
+
+def initial_params(cfg: TrainConfig, start: StartingPoint):
+    """The tree the optimiser updates: the trainable component's weights, or, when the text encoder
+    trains with the UNet, {"unet": ..., "text_encoder": ...} (step.py splits it the same way)."""
+    if cfg.model.train_text_encoder:
+        return {"unet": start.trainable.params, "text_encoder": start.pipeline.text_encoder.params}
+    return start.trainable.params
 
 
 def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
@@ -141,7 +152,7 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
     image_parts = {"vae": pipeline.vae.params, "text_encoder": pipeline.text_encoder.params}
     frozen = {
         "vae": {},
-        "unet": image_parts,
+        "unet": {"vae": pipeline.vae.params} if cfg.model.train_text_encoder else image_parts,
         "controlnet": {**image_parts, "unet": pipeline.unet.params},
         "video": {**image_parts, "unet": pipeline.unet.params},  # the video UNet's spatial part
     }[mode]
@@ -162,5 +173,6 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         vae_decoder_only=decoder_only,
         noise_offset=cfg.optim.noise_offset,
         snr_gamma=cfg.optim.snr_gamma,
+        train_text_encoder=cfg.model.train_text_encoder,
     )
     return ctx, frozen

@@ -47,6 +47,8 @@ class StepContext:
     vae_decoder_only: bool = False  # vae: the encoder is frozen (its gradient is never formed)
     noise_offset: float = 0.0  # optim.noise_offset: per-sample, per-channel shift of the noise
     snr_gamma: float = 0.0  # optim.snr_gamma: Min-SNR loss weighting; 0 = plain MSE
+    # unet mode, model.train_text_encoder: params are {"unet": ..., "text_encoder": ...}
+    train_text_encoder: bool = False
 
 
 def init_state(ctx: StepContext, params: Any, frozen: Any) -> TrainState:
@@ -86,18 +88,20 @@ def _sample_posterior(ctx: StepContext, mean, logvar, rng) -> tuple[jax.Array, j
     return latents * ctx.scaling_factor, mean * ctx.scaling_factor
 
 
-def _encoded_inputs(ctx: StepContext, frozen, batch, rng_latent, dropped):
+def _encoded_inputs(ctx: StepContext, frozen, text_params, batch, rng_latent, dropped):
     """(latents, mean latents, text states) of the batch: from its cached encodings when the trainer
-    encoded the dataset once (training/encodings.py), otherwise through the frozen encoders now."""
+    encoded the dataset once (training/encodings.py), otherwise through the encoders now. The captions
+    go through `text_params` when the text encoder trains (never cached then), else the frozen one."""
+    video = ctx.mode == "video"
     if "latent_mean" in batch:
         latents, mean = _sample_posterior(ctx, batch["latent_mean"], batch["latent_logvar"], rng_latent)
-        text = jnp.where(dropped[:, :, None], frozen["empty_text"][None], batch["text"])
-        return latents, mean, text  # float32; the UNet and ControlNet cast it to their compute dtype
-    video = ctx.mode == "video"
-    latents, mean = _latents(ctx, frozen, batch["frames" if video else "pixels"], rng_latent)
+    else:
+        latents, mean = _latents(ctx, frozen, batch["frames" if video else "pixels"], rng_latent)
+    if "text" in batch:  # float32; the UNet and ControlNet cast it to their compute dtype
+        return latents, mean, jnp.where(dropped[:, :, None], frozen["empty_text"][None], batch["text"])
     ids = jnp.where(dropped, jnp.asarray(ctx.empty_ids)[None], batch["ids"])
-    text = ctx.modules["text_encoder"].apply({"params": frozen["text_encoder"]}, ids)[0]
-    return latents, mean, text
+    weights = frozen["text_encoder"] if text_params is None else text_params
+    return latents, mean, ctx.modules["text_encoder"].apply({"params": weights}, ids)[0]
 
 
 def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
@@ -107,7 +111,10 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     video = ctx.mode == "video"
     rows = (batch["text"] if "text" in batch else batch["ids"]).shape[0]
     dropped = jax.random.uniform(rng_drop, (rows, 1)) < ctx.caption_dropout
-    latents, mean, text = _encoded_inputs(ctx, frozen, batch, rng_latent, dropped)
+    text_params = None
+    if ctx.train_text_encoder:
+        params, text_params = params["unet"], params["text_encoder"]
+    latents, mean, text = _encoded_inputs(ctx, frozen, text_params, batch, rng_latent, dropped)
     noise = _training_noise(ctx, rng_noise, latents.shape)
     t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0])
     noisy = noisy_sample(ctx.schedule, latents, noise, t)

@@ -74,7 +74,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     # == 1. setup: config, mesh, output, data ==========================================================
     from controlsprint.data.reader import ShardedDataset
     from controlsprint.training.checkpoints import Checkpointer
-    from controlsprint.training.models import starting_point, step_context
+    from controlsprint.training.models import initial_params, starting_point, step_context
     from controlsprint.training.optim import learning_rate_schedule
 
     check_config(cfg)
@@ -105,11 +105,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         frozen = encodings.step_frozen(frozen, cache.empty_text)
 
     # == 3. state: fresh (sharded by the rules) or restored =============================================
-    abstract = jax.eval_shape(functools.partial(init_state, ctx), start.trainable.params, frozen)
+    trainable = initial_params(cfg, start)
+    abstract = jax.eval_shape(functools.partial(init_state, ctx), trainable, frozen)
     state_sharding = shd.tree_shardings(mesh, abstract)
-    state = jax.jit(functools.partial(init_state, ctx), out_shardings=state_sharding)(
-        start.trainable.params, frozen
-    )
+    state = jax.jit(functools.partial(init_state, ctx), out_shardings=state_sharding)(trainable, frozen)
     first_step = 0
     if resume and checkpointer.latest_step() is not None:
         state, record = checkpointer.restore(state)
@@ -117,10 +116,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         _log(f"resumed {out} at step {first_step}")
     batch_keys = [
         *(
-            encodings.CACHED_KEYS
+            encodings.cached_keys(cfg)
             if cache is not None
             else ["frames" if mode == "video" else "pixels", *([] if mode == "vae" else ["ids"])]
         ),
+        *(["ids"] if cache is not None and cache.text is None else []),
         *(["cond"] if mode == "controlnet" else []),
     ]
     batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
@@ -148,6 +148,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     def host_batch(raw: dict) -> dict:
         if cache is not None:
             batch = cache.rows(raw["rows"])
+            if cache.text is None:  # the text encoder trains: the step encodes the captions
+                batch["ids"] = pipeline.tokenizer(raw["text"])
         else:
             batch = {"frames": raw["frames"]} if mode == "video" else {"pixels": raw["pixel_values"]}
             if mode != "vae":
@@ -261,7 +263,8 @@ def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
         return None
     cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, tokenizer, mesh)
     _log(
-        f"encoded {len(dataset)} rows once (VAE latents, captions): {cache.seconds:.1f} s, {size / 2**20:.0f} MiB"
+        f"encoded {len(dataset)} rows once (VAE latents{'' if cache.text is None else ', captions'}): "
+        f"{cache.seconds:.1f} s, {size / 2**20:.0f} MiB"
     )
     return cache
 
@@ -351,6 +354,10 @@ def _export(cfg: TrainConfig, pipeline, trainable, params, dataset, scores) -> P
         if cfg.model.vae_part == "whole":  # a frozen encoder keeps its latents, so their scaling too
             trained = _with_latent_scaling(trained, dataset, cfg)
         result = dataclasses.replace(pipeline, vae=trained, meta=meta)
+    elif cfg.model.mode == "unet" and cfg.model.train_text_encoder:
+        unet = Component(trainable.kind, trainable.config, params["unet"])
+        text = dataclasses.replace(pipeline.text_encoder, params=params["text_encoder"])
+        result = dataclasses.replace(pipeline, unet=unet, text_encoder=text, meta=meta)
     elif cfg.model.mode == "unet":
         result = dataclasses.replace(pipeline, unet=trained, meta=meta)
     elif cfg.model.mode == "video":

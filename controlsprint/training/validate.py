@@ -60,7 +60,10 @@ class Validator:
             return video_grid_and_scores(self.core, self.examples, steps=self.steps, seed=self.seed)
         from controlsprint.inference import Control, make_request
 
-        if self.mode == "unet":
+        if self.mode == "unet" and "text_encoder" in params:  # the text encoder trains with the UNet
+            self.core.set_params("unet", params["unet"])
+            self.core.set_params("text_encoder", params["text_encoder"])
+        elif self.mode == "unet":
             self.core.set_params("unet", params)
         else:
             self.core.set_params("controlnet", params, self.condition)
