@@ -23,8 +23,9 @@ class ModelSection:
     # A diffusers-layout pipeline folder to start from (a real SD1.5 folder, or a previous run's
     # export). None: build a fresh pipeline of `architecture`.
     base: str | None = None
-    # Architecture for fresh components: "tiny" (tests), "embedded" (the shipped default), "sd15".
-    architecture: Literal["tiny", "embedded", "sd15"] = "tiny"
+    # Architecture for fresh components: "tiny" (tests), "embedded" (the shipped default), "embedded-4x"
+    # (a 4x VAE with 32x32 latents and its UNet: measured, not shipped, docs/embedded-model.md), "sd15".
+    architecture: Literal["tiny", "embedded", "embedded-4x", "sd15"] = "tiny"
     # The ControlNet starts as a copy of the UNet's encoder (the ControlNet paper) or from scratch.
     controlnet_init: Literal["unet", "scratch"] = "unet"
     # Name of the condition: the dataset column to read and the ControlNet's name in exports.

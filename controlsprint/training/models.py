@@ -19,6 +19,12 @@ from controlsprint.training.config import TrainConfig
 ARCHITECTURES = {
     "tiny": (C.TINY_VAE, C.TINY_UNET, C.TINY_TEXT, C.TINY_CONTROLNET.conditioning_embedding_out_channels),
     "embedded": (C.EMBEDDED_VAE, C.EMBEDDED_UNET, C.EMBEDDED_TEXT, C.EMBEDDED_CONDITIONING_CHANNELS),
+    "embedded-4x": (
+        C.EMBEDDED_4X_VAE,
+        C.EMBEDDED_4X_UNET,
+        C.EMBEDDED_TEXT,
+        C.EMBEDDED_4X_CONDITIONING_CHANNELS,
+    ),
     "sd15": (C.SD15_VAE, C.SD15_UNET, C.SD15_TEXT, C.SD15_CONTROLNET.conditioning_embedding_out_channels),
 }
 
