@@ -92,7 +92,11 @@ def _video_eval(build: Path) -> list[str]:
 def _total_line(times: dict, image_minutes: float) -> str:
     if not times:
         return ""
-    lanes = " (ControlNets in two one-core lanes side by side, their wall time counted)" if "controlnets" in times else ""
+    lanes = (
+        " (ControlNets in two one-core lanes side by side, their wall time counted)"
+        if "controlnets" in times
+        else ""
+    )
     video = f"; the video stage another {times['video'] / 60:.0f}" if "video" in times else ""
     return f"Image model (VAE, UNet, ControlNets): {image_minutes:.0f} minutes of wall time on 2 cores{lanes}{video}."
 
@@ -126,7 +130,9 @@ def card(build: Path, model: Path) -> str:
             f"| {control} | {m['metric']} | {m['with_control']:.3f} | {m['without_control']:.3f} "
             f"| {GOALS[control]} | {colour} | {m['num']} (seed {m['seed']}, {m['steps']} steps, CFG {m['guidance']:g}) |"
         )
-    image_stages = ("vae", "unet", "controlnets") if "controlnets" in times else ("vae", "unet", *CONTROLNET_DATA)
+    image_stages = (
+        ("vae", "unet", "controlnets") if "controlnets" in times else ("vae", "unet", *CONTROLNET_DATA)
+    )
     image_minutes = sum(times.get(stage, 0) for stage in image_stages) / 60
     size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) / 2**20
     lines = [
