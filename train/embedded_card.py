@@ -89,9 +89,12 @@ def _video_eval(build: Path) -> list[str]:
     ]
 
 
-def _total_line(times: dict, image_minutes: float) -> str:
+def _total_line(times: dict) -> str:
+    """The image model's wall time (VAE, UNet, the ControlNets' lanes or stages) and the video stage's."""
     if not times:
         return ""
+    image = ("vae", "unet", "controlnets") if "controlnets" in times else ("vae", "unet", *CONTROLNET_DATA)
+    image_minutes = sum(times.get(stage, 0) for stage in image) / 60
     lanes = (
         " (ControlNets in two one-core lanes side by side, their wall time counted)"
         if "controlnets" in times
@@ -130,10 +133,6 @@ def card(build: Path, model: Path) -> str:
             f"| {control} | {m['metric']} | {m['with_control']:.3f} | {m['without_control']:.3f} "
             f"| {GOALS[control]} | {colour} | {m['num']} (seed {m['seed']}, {m['steps']} steps, CFG {m['guidance']:g}) |"
         )
-    image_stages = (
-        ("vae", "unet", "controlnets") if "controlnets" in times else ("vae", "unet", *CONTROLNET_DATA)
-    )
-    image_minutes = sum(times.get(stage, 0) for stage in image_stages) / 60
     size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) / 2**20
     lines = [
         "---",
@@ -170,7 +169,7 @@ def card(build: Path, model: Path) -> str:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        _total_line(times, image_minutes),
+        _total_line(times),
         times.get("_note", ""),
         "",
         "## Evaluation (`controlsprint eval`)",

@@ -208,8 +208,8 @@ TINY_TEXT = CLIPTextConfig(
 )
 
 
-# The embedded default model, sized for training on two CPU cores within the hour: 128 px images, an
-# 8x VAE without mid attention (16x16x4 latents, as SD's 512 px -> 64x64), an SD-shaped three-level
+# The embedded default model, sized for training on two CPU cores (about 76 minutes; the goal is 60): a
+# 128 px, 8x VAE without mid attention (16x16x4 latents, as SD's 512 px -> 64x64), an SD-shaped three-level
 # UNet (48/96/128 channels, cross-attention on the upper two levels), and a small
 # CLIP-architecture text encoder with a 32-token context (the synthetic captions are short).
 # GroupNorm groups are set by channels per group, not copied from SD: 16 groups on the VAE's 16-channel
@@ -218,8 +218,8 @@ TINY_TEXT = CLIPTextConfig(
 # (13.6 vs 19.6 dB after 250 steps with 4 groups). SD's UNet has 10 channels per group; the UNet gets 8
 # groups (6 channels each at its 48-channel level).
 # The UNet keeps attention at its 16x16 level: the builds without it drew no shapes (docs/embedded-model.md);
-# 48 channels there instead of the second build's 64 make a training step 1.55x faster (0.76 vs 1.17 s
-# for 32 samples on 2 cores) and its samples look the same.
+# 48 channels there instead of the second build's 64 make its forward and backward pass 1.55x faster
+# (0.76 vs 1.17 s for 32 samples on 2 cores) and its samples look the same.
 EMBEDDED_VAE = VAEConfig(
     block_out_channels=(16, 32, 64, 64),
     layers_per_block=1,

@@ -17,10 +17,9 @@ DATA = {
 RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
-# steps per stage. The image model (vae, unet, then the ControlNets in two one-core lanes) is sized for
-# the hour on 2 CPU cores; measured per stage in docs/embedded-model.md (seventh build). ControlNet steps
-# were split between the lanes so both end together: canny and hands on one core, gray and segment on
-# the other.
+# steps per stage. The image model (vae, unet, then the ControlNets in two one-core lanes) takes about
+# 76 minutes on 2 CPU cores, over the 60 aimed at (seventh build, per stage in docs/embedded-model.md).
+# ControlNet steps are split so both lanes end together (measured: 30.9 and 31.6 minutes).
 STEPS = {"vae": 1500, "unet": 1500, "canny": 1000, "segment": 600, "gray": 700, "hands": 300, "video": 600}
 # The two lanes of the build script (train/build_default_model.sh), in the order each lane runs them.
 CONTROLNET_LANES = (("canny", "hands"), ("gray", "segment"))
