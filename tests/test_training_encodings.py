@@ -141,3 +141,61 @@ def test_a_run_of_at_most_one_epoch_encodes_every_step(cli, data, tmp_path):
     code, stdout, err = cli(*train_args(data, tmp_path / "run", "run.steps=12"))  # 48 samples, 48 rows
     assert code == 0, err
     assert "encoding every step: the run's 48 samples are at most one pass over the 48 rows" in stdout
+
+
+def test_encodings_on_disk_are_read_by_the_next_run_and_train_the_same(cli, data, tmp_path):
+    """data.encodings_dir: the first run encodes and stores, the second reads the file (no pass) and
+    ends with bit-identical weights, since the stored arrays are the ones the first run trained on."""
+    store = tmp_path / "encodings"
+    results = []
+    for name in ("first", "second"):
+        code, stdout, err = cli(
+            *train_args(data, tmp_path / name, "run.steps=13", f"data.encodings_dir={store}")
+        )
+        assert code == 0, err
+        results.append((stdout, exported_params(tmp_path / name)))
+    assert "encoded 48 rows once" in results[0][0]
+    assert f"read the encodings of 48 rows (VAE latents, captions) from {store}" in results[1][0]
+    assert "encoded 48 rows" not in results[1][0]
+    assert len(list(store.glob("*.npz"))) == 1
+    assert max_difference(results[0][1], results[1][1]) == 0.0
+
+
+def test_the_store_key_follows_the_weights_the_captions_and_the_resolution(data):
+    from controlsprint.training import encodings_store
+
+    cfg, dataset, start = _setup(data, "controlnet")
+    _, frozen = step_context(cfg, start)
+    ids = start.pipeline.tokenizer(dataset.read_rows(np.arange(len(dataset)), ["text"])["text"])
+    key = encodings_store.store_key(frozen, dataset, ids, 32)
+    assert encodings_store.store_key(frozen, dataset, ids.copy(), 32) == key
+    assert encodings_store.store_key(frozen, dataset, ids, 64) != key
+    assert encodings_store.store_key(frozen, dataset, np.roll(ids, 1, axis=0), 32) != key
+    nudged = jax.tree_util.tree_map(lambda x: x, frozen)
+    first = jax.tree_util.tree_leaves(nudged["vae"])[0]
+    nudged["vae"] = jax.tree_util.tree_map(lambda x: x + 1e-3 if x is first else x, nudged["vae"])
+    assert encodings_store.store_key(nudged, dataset, ids, 32) != key
+    without_text = {k: v for k, v in frozen.items() if k != "text_encoder"}
+    assert encodings_store.store_key(without_text, dataset, ids, 32) != key
+
+
+def test_a_damaged_store_file_is_encoded_again_and_replaced(data, tmp_path):
+    from controlsprint.training import encodings_store
+
+    cache = encodings.EncodingCache(
+        np.ones((3, 2, 2, 4), np.float32), np.zeros((3, 2, 2, 4), np.float32), None, None, 0.0
+    )
+    (tmp_path / "k.npz").write_bytes(b"not a zip file")
+    calls = []
+
+    def encode():
+        calls.append(1)
+        return cache
+
+    got, stored = encodings_store.load_or_encode(tmp_path, "k", encode)
+    assert (stored, len(calls)) == (False, 1)
+    again, stored = encodings_store.load_or_encode(tmp_path, "k", encode)
+    assert (stored, len(calls)) == (True, 1)
+    np.testing.assert_array_equal(again.latent_mean, cache.latent_mean)
+    assert again.text is None and again.empty_text is None
+    assert not list(tmp_path.glob("*.partial.npz"))

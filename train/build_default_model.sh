@@ -32,7 +32,8 @@ PY
 
 timed vae controlsprint train default-vae     # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
 timed unet controlsprint train default-unet   # base: the VAE run's export
-# The ControlNets (base: the UNet run's export, frozen) in two lanes of one core each: on 2 cores two
+# The ControlNets (base: the UNet run's export, frozen; the three on `shapes` share one encoding pass on
+# disk, presets.ENCODINGS) in two lanes of one core each: on 2 cores two
 # one-core runs side by side do 1.2x the steps of one run on both (measured, docs/embedded-model.md).
 lane() {  # $1: the core; the rest: the conditions this lane trains, one after another
   local core="$1"

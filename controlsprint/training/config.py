@@ -69,6 +69,9 @@ class DataSection:
     # training/encodings.py). Off, with data.crop, for runs of at most one epoch, or past 4 GiB of
     # cache: encoded every step.
     cache_encodings: bool = True
+    # Keep those encodings on disk here too ("" = in memory only): a later run on the same dataset with
+    # the same frozen encoders reads them instead of encoding again (training/encodings_store.py).
+    encodings_dir: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

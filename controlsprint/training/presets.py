@@ -22,7 +22,10 @@ CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "ha
 # ControlNet steps are split so both lanes end together (measured: 30.9 and 31.6 minutes).
 STEPS = {"vae": 1500, "unet": 1500, "canny": 1000, "segment": 600, "gray": 700, "hands": 300, "video": 600}
 # The two lanes of the build script (train/build_default_model.sh), in the order each lane runs them.
-CONTROLNET_LANES = (("canny", "hands"), ("gray", "segment"))
+# canny, segment and gray share `shapes` and one on-disk encoding pass (ENCODINGS): gray encodes it
+# first, so lane 1 trains hands meanwhile and canny finds the pass done (~1.6 minutes saved per run).
+CONTROLNET_LANES = (("hands", "canny"), ("gray", "segment"))
+ENCODINGS = f"{RUNS}/encodings"
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:
@@ -69,7 +72,12 @@ def embedded_stage(stage: str) -> TrainConfig:
         return TrainConfig(
             name=f"default-{stage}",
             model=ModelSection(mode="controlnet", base=f"{RUNS}/unet/export/pipeline", condition=stage),
-            data=DataSection(path=DATA[CONTROLNET_DATA[stage]], resolution=128, caption_dropout=0.1),
+            data=DataSection(
+                path=DATA[CONTROLNET_DATA[stage]],
+                resolution=128,
+                caption_dropout=0.1,
+                encodings_dir=ENCODINGS,
+            ),
             optim=OptimSection(learning_rate=5e-4, warmup_steps=50, schedule="cosine"),
             run=_run(stage, STEPS[stage], 16),
         )

@@ -261,11 +261,25 @@ def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
     if reason is not None:
         _log(f"encoding every step: {reason} (data.cache_encodings=false silences this)")
         return None
-    cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, tokenizer, mesh)
-    _log(
-        f"encoded {len(dataset)} rows once (VAE latents{'' if cache.text is None else ', captions'}): "
-        f"{cache.seconds:.1f} s, {size / 2**20:.0f} MiB"
-    )
+    encode = functools.partial(encodings.encode_dataset, ctx, frozen, dataset, cfg, tokenizer, mesh)
+    stored = False
+    if cfg.data.encodings_dir and jax.process_count() == 1:
+        from controlsprint.training import encodings_store
+
+        texts = dataset.read_rows(np.arange(len(dataset)), ["text"])["text"]
+        key = encodings_store.store_key(frozen, dataset, tokenizer(texts), cfg.data.resolution)
+        cache, stored = encodings_store.load_or_encode(cfg.data.encodings_dir, key, encode)
+    else:
+        if cfg.data.encodings_dir:
+            _log("data.encodings_dir: multi-process runs keep their encodings in memory")
+        cache = encode()
+    what = f"VAE latents{'' if cache.text is None else ', captions'}"
+    if stored:
+        _log(
+            f"read the encodings of {len(dataset)} rows ({what}) from {cfg.data.encodings_dir}: {cache.seconds:.1f} s"
+        )
+    else:
+        _log(f"encoded {len(dataset)} rows once ({what}): {cache.seconds:.1f} s, {size / 2**20:.0f} MiB")
     return cache
 
 
