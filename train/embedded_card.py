@@ -57,6 +57,25 @@ def _build_commands() -> list[str]:
     ]
 
 
+def _text_and_schedule() -> str:
+    """What the UNet stage's config says about the text encoder and the noise schedule."""
+    model = embedded_stage("unet").model
+    text = (
+        "trained with the UNet from its random initialisation"
+        if model.train_text_encoder
+        else "frozen at its random initialisation (the UNet learns to read it)"
+    )
+    schedule = {
+        "zero-snr-v": "zero-terminal-SNR v-prediction (trailing DDIM timesteps)",
+        "sd15": "SD1.5's epsilon prediction",
+        "base": "SD1.5's epsilon prediction",
+    }[model.schedule]
+    return (
+        f"Text encoder: CLIP architecture, {text}; tokenizer vocabulary built from the synthetic "
+        f"captions. Noise schedule: {schedule}."
+    )
+
+
 def _video_eval(build: Path) -> list[str]:
     """The video model's eval table (temporal layers on / off), or nothing if the build has none."""
     path = build / "eval" / "video" / "metrics.json"
@@ -152,9 +171,7 @@ def card(build: Path, model: Path) -> str:
         "It exists so that a fresh machine with no downloadable weights still shows real controlled "
         "generation; it knows only the synthetic world (shapes, colours, positions, hands).",
         "",
-        f"Size on disk: {size:.1f} MiB (float16 storage, Flax-layout safetensors). Text encoder: CLIP architecture, frozen "
-        "at its random initialisation (the UNet learns to read it); tokenizer vocabulary built from the "
-        "synthetic captions.",
+        f"Size on disk: {size:.1f} MiB (float16 storage, Flax-layout safetensors). {_text_and_schedule()}",
         "",
         "## How it was made",
         "",
