@@ -42,9 +42,10 @@ class ModelSection:
     # ft-MSE VAE: sharper pictures from the same latents).
     vae_part: Literal["whole", "decoder"] = "whole"
     # unet: train the text encoder together with the UNet (one optimiser, one EMA), starting from the
-    # base's (or a fresh) encoder. A small fresh CLIP frozen at its random init carries the words but
-    # mixes them blindly; trained, it learns which colour belongs to which shape. Later ControlNet runs
-    # use the exported encoder frozen, as SD's ControlNets use CLIP.
+    # base's (or a fresh) encoder. A small fresh CLIP frozen at its random init carries the words;
+    # trained, it can shape them for the UNet (the embedded model's backgrounds follow the caption with
+    # it and the zero-SNR v schedule). Later ControlNet runs use the exported encoder frozen, as SD's
+    # ControlNets use CLIP.
     train_text_encoder: bool = False
     # unet: the noise schedule the UNet learns, written to the export's scheduler_config.json. "base"
     # keeps the base's (SD1.5's for a fresh pipeline); "sd15" is SD1.5's epsilon schedule; "zero-snr-v"
