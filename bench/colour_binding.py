@@ -24,17 +24,10 @@ FAR_FROM_BACKGROUND = 60.0  # RGB distance: a pixel this far from the background
 MIN_BLOB_PIXELS = 20
 
 
-def nearest_colour(rgb) -> str:
-    from controlsprint.data.synth.palette import NAMED_COLOURS
-
-    names = list(NAMED_COLOURS)
-    palette = np.array([NAMED_COLOURS[n] for n in names], np.float64)
-    rgb = np.atleast_2d(np.asarray(rgb, np.float64))
-    return [names[i] for i in np.argmin(((rgb[:, None] - palette[None]) ** 2).sum(-1), axis=1)]
-
-
 def scene_scores(scene, image: np.ndarray) -> tuple[bool | None, bool]:
     """(background colour right, or None for a gradient; main blob is the largest shape's colour)."""
+    from controlsprint.data.synth.palette import nearest_named_colours
+
     pixels = image.astype(np.float64)
     background = scene.objects[0]
     background_ok = None
@@ -43,13 +36,13 @@ def scene_scores(scene, image: np.ndarray) -> tuple[bool | None, bool]:
         border = np.concatenate(
             [pixels[:b], pixels[-b:], pixels[:, :b].swapaxes(0, 1), pixels[:, -b:].swapaxes(0, 1)], axis=0
         ).reshape(-1, 3)
-        background_ok = nearest_colour(np.median(border, axis=0))[0] == background["colours"][0]
+        background_ok = nearest_named_colours(np.median(border, axis=0))[0] == background["colours"][0]
     flat = pixels.reshape(-1, 3)
     drawn = flat[((flat - np.median(flat, axis=0)) ** 2).sum(-1) > FAR_FROM_BACKGROUND**2]
     largest = _largest_by_area(scene)
     if len(drawn) < MIN_BLOB_PIXELS:
         return background_ok, False
-    names, counts = np.unique(nearest_colour(drawn), return_counts=True)
+    names, counts = np.unique(nearest_named_colours(drawn), return_counts=True)
     return background_ok, names[counts.argmax()] == largest
 
 

@@ -27,7 +27,7 @@ EVAL_SEED = 10_000  # training data uses small seeds (0 by default); eval scenes
 
 def largest_shape_colour_correct(scene, generated: np.ndarray) -> bool | None:
     """Whether the output's colour inside the largest shape's region is the caption's colour."""
-    from controlsprint.data.synth.palette import NAMED_COLOURS
+    from controlsprint.data.synth.palette import nearest_named_colours
     from controlsprint.evaluation.metrics import region_labels
 
     shapes = [o for o in scene.objects if o.get("class") not in (None, "background") and "colour" in o]
@@ -38,9 +38,7 @@ def largest_shape_colour_correct(scene, generated: np.ndarray) -> bool | None:
     cx, cy = (int(round(v)) for v in largest["centre_px"])
     region = labels == labels[min(cy, labels.shape[0] - 1), min(cx, labels.shape[1] - 1)]
     mean = generated[region].reshape(-1, 3).astype(np.float64).mean(axis=0)
-    names = list(NAMED_COLOURS)
-    distances = [np.sum((mean - np.asarray(NAMED_COLOURS[n], np.float64)) ** 2) for n in names]
-    return names[int(np.argmin(distances))] == largest["colour"]
+    return nearest_named_colours(mean)[0] == largest["colour"]
 
 
 def evaluate(

@@ -100,7 +100,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     start = starting_point(cfg, texts)
     pipeline = start.pipeline
     ctx, frozen = step_context(cfg, start)
-    cache = _encode_once(cfg, ctx, frozen, dataset, pipeline.tokenizer, mesh)
+    cache = _encode_once(cfg, ctx, frozen, dataset, texts, pipeline.tokenizer, mesh)
     if cache is not None:  # the step reads cached encodings; the encoders stay off the devices
         frozen = encodings.step_frozen(frozen, cache.empty_text)
 
@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     return summary
 
 
-def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
+def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, texts, tokenizer, mesh):
     """The dataset's frozen encodings (training/encodings.py) when they apply and fit; else None."""
     if not encodings.applies(cfg):
         return None
@@ -266,7 +266,6 @@ def _encode_once(cfg: TrainConfig, ctx, frozen, dataset, tokenizer, mesh):
     if cfg.data.encodings_dir and jax.process_count() == 1:
         from controlsprint.training import encodings_store
 
-        texts = dataset.read_rows(np.arange(len(dataset)), ["text"])["text"]
         key = encodings_store.store_key(frozen, dataset, tokenizer(texts), cfg.data.resolution)
         cache, stored = encodings_store.load_or_encode(cfg.data.encodings_dir, key, encode)
     else:

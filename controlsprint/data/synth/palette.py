@@ -54,6 +54,16 @@ SKIN_TONES = MappingProxyType(
 )
 
 
+def nearest_named_colours(rgb) -> list[str]:
+    """The NAMED_COLOURS name nearest (RGB distance) to each colour of `rgb` ([3] or [N, 3])."""
+    import numpy as np
+
+    names = list(NAMED_COLOURS)
+    palette = np.array([NAMED_COLOURS[n] for n in names], np.float64)
+    rgb = np.atleast_2d(np.asarray(rgb, np.float64))
+    return [names[i] for i in np.argmin(((rgb[:, None] - palette[None]) ** 2).sum(-1), axis=1)]
+
+
 def article(word: str) -> str:
     """'a' or 'an' for the word that follows."""
     return "an" if word[:1].lower() in "aeiou" else "a"
