@@ -126,3 +126,28 @@ def test_model_index_without_a_component(saved, tmp_path):
     (tmp_path / "c" / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(UserError, match="model_index.json has no vae"):
         load_pipeline(tmp_path / "c")
+
+
+def test_export_replaces_the_vae_with_one_of_the_same_latents(saved, tmp_path, cli):
+    import dataclasses
+
+    from controlsprint.models.pipeline import save_component
+
+    pipe, folder = saved
+    sharper = Component("vae", TINY_VAE, init_params(TINY_VAE, 7))  # same config, other weights
+    save_component(tmp_path / "vae", sharper.config, sharper.params, fmt="flax")
+    code, _, err = cli(
+        "export", folder, "--out", tmp_path / "swapped", "--format", "flax", "--vae", tmp_path / "vae"
+    )
+    assert code == 0, err
+    swapped = load_pipeline(tmp_path / "swapped")
+    a, b = flatten(sharper.params), flatten(swapped.vae.params)
+    assert all(np.array_equal(np.asarray(a[k]), b[k]) for k in a)
+    unet_a, unet_b = flatten(pipe.unet.params), flatten(swapped.unet.params)
+    assert all(np.array_equal(np.asarray(unet_a[k]), unet_b[k]) for k in unet_a)  # only the VAE changed
+
+    other = dataclasses.replace(TINY_VAE, latent_channels=TINY_VAE.latent_channels + 4)
+    save_component(tmp_path / "wide", other, init_params(other, 0), fmt="flax")
+    code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--vae", tmp_path / "wide")
+    assert code != 0 and not (tmp_path / "bad").exists()
+    assert err.strip().count("\n") == 0 and "latent_channels" in err and "--vae" in err

@@ -17,7 +17,8 @@ examples:
   controlsprint export my-sd-folder --out my-sd-pytorch --format pytorch --base-model my-org/my-sd
   controlsprint export runs/unet/export/pipeline --add-controlnet canny=runs/canny/export/pipeline/controlnets/canny \
       --format flax --half --out my-model
-  controlsprint export my-model --add-temporal runs/video/export/pipeline/temporal --format flax --out my-video-model"""
+  controlsprint export my-model --add-temporal runs/video/export/pipeline/temporal --format flax --out my-video-model
+  controlsprint export my-model --vae runs/decoder/export/pipeline/vae --format flax --out my-sharper-model"""
 USES_JAX = True
 
 
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="add a video model's temporal layers (a temporal/ folder) to a pipeline",
     )
+    parser.add_argument(
+        "--vae",
+        metavar="DIR",
+        help="replace a pipeline's VAE (e.g. one whose decoder was fine-tuned); its latents must match",
+    )
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
 
 
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         add_controlnets=parse_assignments(args.add_controlnet, "--add-controlnet"),
         add_temporal=args.add_temporal,
+        vae=args.vae,
         storage_dtype="float16" if args.half else "float32",
     )
     print(f"exported {args.checkpoint} -> {out} ({args.fmt})")

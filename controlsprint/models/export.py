@@ -81,6 +81,23 @@ def model_card(*, kind: str, name: str, meta: Mapping[str, Any]) -> str:
     return "\n".join(yaml_lines + [""] + body)
 
 
+def _compatible_vae(folder: str | Path, current):
+    """The VAE in `folder` (a vae/ folder, or a pipeline holding one) if the pipeline's UNet can use its
+    latents: the same channels, downscale and scaling factor as the VAE it was trained with."""
+    folder = Path(folder)
+    if (folder / "model_index.json").is_file():
+        folder = folder / "vae"
+    replacement = load_component(folder, "vae")
+    for field in ("latent_channels", "downscale", "scaling_factor"):
+        new, old = getattr(replacement.config, field), getattr(current.config, field)
+        if new != old:
+            raise UserError(
+                f"--vae {folder}: {field} {new} differs from the pipeline's {old}, "
+                "so its latents are not the ones the UNet was trained on"
+            )
+    return replacement
+
+
 def export(
     checkpoint: str | Path,
     out: str | Path,
@@ -90,13 +107,15 @@ def export(
     overwrite: bool = False,
     add_controlnets: dict[str, str] | None = None,
     add_temporal: str | Path | None = None,
+    vae: str | Path | None = None,
     storage_dtype: str = "float32",
 ) -> Path:
     """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`.
 
     `add_controlnets` {name: folder} merges ControlNets into an exported pipeline (how the embedded
     model gathers its separately trained ControlNets); `add_temporal` likewise adds a video model's
-    temporal layers (a `temporal/` folder); `storage_dtype="float16"` halves the files.
+    temporal layers (a `temporal/` folder); `vae` replaces the pipeline's VAE with a compatible one
+    (the same latents, e.g. after `model.vae_part=decoder`); `storage_dtype="float16"` halves the files.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     formats = _formats(fmt)
@@ -112,7 +131,11 @@ def export(
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     is_pipeline = (checkpoint / "model_index.json").is_file()
-    for flag, given in (("--add-controlnet", add_controlnets), ("--add-temporal", add_temporal)):
+    for flag, given in (
+        ("--add-controlnet", add_controlnets),
+        ("--add-temporal", add_temporal),
+        ("--vae", vae),
+    ):
         if given and not is_pipeline:
             raise UserError(f"{flag} needs a pipeline folder; {checkpoint} has no model_index.json")
     if is_pipeline:
@@ -124,6 +147,8 @@ def export(
             from controlsprint.models.video_io import load_temporal
 
             pipe = dataclasses.replace(pipe, temporal=load_temporal(add_temporal, pipe.unet.config))
+        if vae:
+            pipe = dataclasses.replace(pipe, vae=_compatible_vae(vae, pipe.vae))
         pipe = dataclasses.replace(pipe, meta={**pipe.meta, **meta})
         for f in formats:
             save_pipeline(staging, pipe, fmt=f, storage_dtype=storage_dtype)
