@@ -161,6 +161,31 @@ def test_encodings_on_disk_are_read_by_the_next_run_and_train_the_same(cli, data
     assert max_difference(results[0][1], results[1][1]) == 0.0
 
 
+def test_a_run_too_short_for_its_own_pass_reads_a_stored_one(cli, data, tmp_path):
+    """At most one epoch (12 steps of 4 = the 48 rows) encodes every step, unless a longer run on the
+    same dataset and encoders stored its pass: then it reads that pass and trains as a cached run does."""
+    store = tmp_path / "encodings"
+    code, stdout, err = cli(
+        *train_args(data, tmp_path / "short-alone", "run.steps=12", f"data.encodings_dir={store}")
+    )
+    assert code == 0, err
+    assert "encoding every step: the run's 48 samples" in stdout and not store.exists()
+    code, stdout, err = cli(
+        *train_args(data, tmp_path / "long", "run.steps=13", f"data.encodings_dir={store}")
+    )
+    assert code == 0 and "encoded 48 rows once" in stdout, err
+    code, stdout, err = cli(
+        *train_args(data, tmp_path / "short", "run.steps=12", f"data.encodings_dir={store}")
+    )
+    assert code == 0, err
+    assert f"read the encodings of 48 rows (VAE latents, captions) from {store}" in stdout
+    assert "encoding every step" not in stdout
+    # the same 12 steps through the encoders each step end within float rounding of the stored pass
+    assert (
+        max_difference(exported_params(tmp_path / "short"), exported_params(tmp_path / "short-alone")) < 1e-5
+    )
+
+
 def test_the_store_key_follows_the_weights_the_captions_and_the_resolution(data):
     from controlsprint.training import encodings_store
 

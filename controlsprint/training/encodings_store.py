@@ -86,6 +86,16 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def read_stored(directory: str | Path, key: str) -> EncodingCache | None:
+    """The encodings stored under `key`, waiting for a run that is writing them; None if there are none
+    (nothing is encoded or created here: for runs too short to pay for a pass of their own)."""
+    path = Path(directory) / f"{key}.npz"
+    if not path.parent.is_dir():
+        return None
+    with _locked(path):
+        return load(path)
+
+
 def load_or_encode(directory: str | Path, key: str, encode) -> tuple[EncodingCache, bool]:
     """(the encodings, whether they were read from disk): read `<directory>/<key>.npz`, or run
     `encode()` and store its result there for the next run."""
