@@ -1,5 +1,6 @@
-"""train/build_default_model.sh's stage runner: the ControlNets run in the lanes presets.CONTROLNET_LANES
-names, after the UNet, and every stage's time (and the lanes' wall time) lands in build_times.json.
+"""train/build_default_model.sh's stage runner: the ControlNets and the decoder fine-tune run in the lanes
+presets.LANES names, after the UNet, and every stage's time (and the lanes' wall time) lands in
+build_times.json.
 A stand-in `controlsprint` on PATH records the calls, so no training runs."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controlsprint.training.presets import CONTROLNET_DATA, CONTROLNET_LANES
+from controlsprint.training.presets import CONTROLNET_DATA, LANES
 
 SCRIPT = Path(__file__).resolve().parents[1] / "train" / "build_default_model.sh"
 
@@ -19,11 +20,11 @@ def _stage_runner() -> str:
     """The script's lines from the `timed` helper through the ControlNet lanes (no synth, no export)."""
     lines = SCRIPT.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("timed() {"))
-    end = next(i for i, line in enumerate(lines) if line.startswith("timed controlnets lanes"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("timed lanes lanes"))
     return "\n".join(["set -euo pipefail", *lines[start : end + 1]])
 
 
-def test_lanes_run_every_controlnet_after_the_unet_and_record_times(tmp_path):
+def test_lanes_run_every_controlnet_and_the_decoder_after_the_unet_and_record_times(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "controlsprint"
@@ -39,15 +40,15 @@ def test_lanes_run_every_controlnet_after_the_unet_and_record_times(tmp_path):
 
     calls = (tmp_path / "calls.txt").read_text().split("\n")[:-1]
     assert calls[:2] == ["train default-vae", "train default-unet"]
-    assert sorted(calls[2:]) == sorted(f"train default-{c}" for c in CONTROLNET_DATA)
-    for lane in CONTROLNET_LANES:  # within a lane, conditions run in the order given
+    assert sorted(calls[2:]) == sorted(f"train default-{c}" for c in (*CONTROLNET_DATA, "decoder"))
+    for lane in LANES:  # within a lane, stages run in the order given
         positions = [calls.index(f"train default-{c}") for c in lane]
         assert positions == sorted(positions)
     times = json.loads((tmp_path / "build_times.json").read_text())
-    assert set(times) == {"vae", "unet", "controlnets", *CONTROLNET_DATA}
+    assert set(times) == {"vae", "unet", "lanes", "decoder", *CONTROLNET_DATA}
     assert all(isinstance(v, int) and v >= 0 for v in times.values())
 
 
-def test_every_controlnet_is_in_exactly_one_lane():
-    laned = [c for lane in CONTROLNET_LANES for c in lane]
-    assert sorted(laned) == sorted(CONTROLNET_DATA)
+def test_every_controlnet_and_the_decoder_is_in_exactly_one_lane():
+    laned = [stage for lane in LANES for stage in lane]
+    assert sorted(laned) == sorted((*CONTROLNET_DATA, "decoder"))

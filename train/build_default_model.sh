@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the embedded default model (controlsprint/embedded/tiny-sd) from nothing, with the project's
-# own commands: four synthetic datasets, seven training runs, one export that gathers them, then eval.
+# own commands: four synthetic datasets, eight training runs, one export that gathers them, then eval.
 # Run from a scratch directory with controlsprint on PATH (e.g. after `source .venv/bin/activate`):
 #   mkdir -p /tmp/build && cd /tmp/build && /path/to/controlsprint/train/build_default_model.sh
 # Times and figures of the committed build: docs/embedded-model.md.
@@ -33,31 +33,32 @@ PY
 timed vae controlsprint train default-vae     # -> runs/default/vae/export/pipeline (fresh UNet, text encoder, tokenizer)
 timed unet controlsprint train default-unet   # base: the VAE run's export
 # The ControlNets (base: the UNet run's export, frozen; the three on `shapes` share one encoding pass on
-# disk, presets.ENCODINGS) in two lanes of one core each: on 2 cores two
-# one-core runs side by side do 1.2x the steps of one run on both (measured, docs/embedded-model.md).
-lane() {  # $1: the core; the rest: the conditions this lane trains, one after another
+# disk, presets.ENCODINGS) and the decoder fine-tune (base: the VAE run's export, encoder frozen) in two
+# lanes of one core each: on 2 cores two one-core runs side by side do 1.2x the steps of one run on both
+# (measured, docs/embedded-model.md).
+lane() {  # $1: the core; the rest: the stages this lane trains, one after another
   local core="$1"
   shift
-  for condition in "$@"; do
+  for stage in "$@"; do
     if command -v taskset > /dev/null; then
-      timed "$condition" taskset -c "$core" controlsprint train "default-$condition"
+      timed "$stage" taskset -c "$core" controlsprint train "default-$stage"
     else
-      timed "$condition" controlsprint train "default-$condition"
+      timed "$stage" controlsprint train "default-$stage"
     fi
   done
 }
-lanes() {  # presets.CONTROLNET_LANES: one line of conditions per lane, lane i on core i
-  local core=0 pids=() conditions
-  while read -r -a conditions; do
-    lane "$core" "${conditions[@]}" &
+lanes() {  # presets.LANES: one line of stages per lane, lane i on core i
+  local core=0 pids=() stages
+  while read -r -a stages; do
+    lane "$core" "${stages[@]}" &
     pids+=($!)
     core=$((core + 1))
-  done < <(python -c 'from controlsprint.training.presets import CONTROLNET_LANES as L
+  done < <(python -c 'from controlsprint.training.presets import LANES as L
 print("\n".join(" ".join(lane) for lane in L))')
-  [ "${#pids[@]}" -gt 0 ] || { echo "build: no ControlNet lanes read from presets" >&2; return 1; }
+  [ "${#pids[@]}" -gt 0 ] || { echo "build: no lanes read from presets" >&2; return 1; }
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
-timed controlnets lanes   # the lanes' wall time; the stages' own times are recorded too
+timed lanes lanes   # the lanes' wall time; the stages' own times are recorded too
 timed video controlsprint train default-video   # temporal layers on motion clips; image parts frozen
 
 args=()
@@ -65,7 +66,7 @@ for condition in canny segment gray hands; do
   args+=(--add-controlnet "$condition=runs/default/$condition/export/pipeline/controlnets/$condition")
 done
 controlsprint export runs/default/unet/export/pipeline "${args[@]}" --format flax --half \
-  --add-temporal runs/default/video/export/pipeline/temporal \
+  --vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal \
   --base-model controlsprint/tiny-sd --out "$target" --overwrite
 
 for condition in canny segment gray hands; do

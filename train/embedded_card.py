@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from controlsprint.inference import VIDEO_HINT_STRENGTH
-from controlsprint.training.presets import CONTROLNET_DATA, CONTROLNET_LANES, embedded_stage
+from controlsprint.training.presets import CONTROLNET_DATA, LANES, embedded_stage
 
-STAGES = ("vae", "unet", *CONTROLNET_DATA, "video")
+STAGES = ("vae", "unet", *CONTROLNET_DATA, "decoder", "video")
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
 GOALS = {"canny": ">= 0.75 (off < 0.25)", "segment": ">= 0.6", "gray": ">= 20 dB", "hands": "-"}
 GOAL_MINIMA = {"canny": 0.75, "segment": 0.6, "gray": 20.0}
@@ -38,15 +38,16 @@ def _build_commands() -> list[str]:
         *synth,
         "controlsprint train default-vae",
         "controlsprint train default-unet",
-        "# the ControlNets in two lanes, one core each",
+        "# the ControlNets and the decoder fine-tune in two lanes, one core each",
         *(
             "(" + " && ".join(f"taskset -c {core} controlsprint train default-{c}" for c in lane) + ") &"
-            for core, lane in enumerate(CONTROLNET_LANES)
+            for core, lane in enumerate(LANES)
         ),
         "wait",
         "controlsprint train default-video",
         f"controlsprint export runs/default/unet/export/pipeline {adds} "
-        "--add-temporal runs/default/video/export/pipeline/temporal --format flax --half "
+        "--vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal "
+        "--format flax --half "
         "--base-model controlsprint/tiny-sd --out controlsprint/embedded/tiny-sd --overwrite",
         *(
             f"controlsprint eval --control {c} --model controlsprint/embedded/tiny-sd --num 32 --out eval/{c}"
@@ -109,18 +110,19 @@ def _video_eval(build: Path) -> list[str]:
 
 
 def _total_line(times: dict) -> str:
-    """The image model's wall time (VAE, UNet, the ControlNets' lanes or stages) and the video stage's."""
+    """The image model's wall time (VAE, UNet, the lanes or their stages) and the video stage's."""
     if not times:
         return ""
-    image = ("vae", "unet", "controlnets") if "controlnets" in times else ("vae", "unet", *CONTROLNET_DATA)
+    after_unet = [stage for lane in LANES for stage in lane]
+    image = ("vae", "unet", "lanes") if "lanes" in times else ("vae", "unet", *after_unet)
     image_minutes = sum(times.get(stage, 0) for stage in image) / 60
     lanes = (
-        " (ControlNets in two one-core lanes side by side, their wall time counted)"
-        if "controlnets" in times
+        " (ControlNets and decoder fine-tune in two one-core lanes side by side, their wall time counted)"
+        if "lanes" in times
         else ""
     )
     video = f"; the video stage another {times['video'] / 60:.0f}" if "video" in times else ""
-    return f"Image model (VAE, UNet, ControlNets): {image_minutes:.0f} minutes of wall time on 2 cores{lanes}{video}."
+    return f"Image model (VAE, UNet, ControlNets, decoder): {image_minutes:.0f} minutes of wall time on 2 cores{lanes}{video}."
 
 
 def card(build: Path, model: Path) -> str:
