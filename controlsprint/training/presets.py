@@ -19,9 +19,9 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage. The image model (vae, unet, then the ControlNets and the decoder fine-tune in two
-# one-core lanes) was over the 60 minutes aimed at in the eighth build (68; per stage in
-# docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays for it
-# with gray (700 -> 300 steps: 24.8 dB at 700, 20 is the goal) and hands (300 -> 150; no goal figure).
+# one-core lanes) takes about 65.5 minutes on 2 CPU cores, over the 60 aimed at (ninth build, per stage
+# in docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays
+# for it with gray (700 -> 300 steps: 23.3 dB, 20 is the goal) and hands (300 -> 150; no goal figure).
 STEPS = {
     "vae": 1500,
     "unet": 1500,
@@ -33,10 +33,10 @@ STEPS = {
     "video": 600,
 }
 # The stages after the UNet, in the two one-core lanes of the build script (train/build_default_model.sh),
-# in the order each lane runs them (ninth build: 28.8 minutes of wall time, 27.6 and 28.8 per lane).
-# canny and segment share `shapes` and one on-disk encoding pass (ENCODINGS): canny makes it, segment
-# reads it. gray's 300 steps are too few to pay for a pass of their own, so it encodes every step.
-LANES = (("hands", "canny"), ("gray", "segment", "decoder"))
+# in the order each lane runs them. canny, segment and gray share `shapes` and one on-disk encoding pass
+# (ENCODINGS): canny makes it after hands; segment, after the decoder, and gray read it (gray's 300
+# steps are too few to pay for a pass of their own, but a stored one costs them nothing).
+LANES = (("hands", "canny"), ("decoder", "segment", "gray"))
 ENCODINGS = f"{RUNS}/encodings"
 
 
