@@ -19,7 +19,7 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage. The image model (vae, unet, then the ControlNets and the decoder fine-tune in two
-# one-core lanes) takes about 65.5 minutes on 2 CPU cores, over the 60 aimed at (ninth build, per stage
+# one-core lanes) takes about 68 minutes on 2 CPU cores, over the 60 aimed at (ninth build, per stage
 # in docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays
 # for it with gray (700 -> 300 steps: 23.3 dB, 20 is the goal) and hands (300 -> 150; no goal figure).
 STEPS = {
