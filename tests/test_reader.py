@@ -201,3 +201,22 @@ def test_batches_without_images_skip_the_image_column_and_name_their_rows(datase
     pixels, texts = ds.images_and_texts(got[1]["rows"], resolution=32)
     np.testing.assert_array_equal(pixels, expected[1]["pixel_values"])
     assert texts == expected[1]["text"]
+
+
+def test_foreground_masks_are_the_lit_pixels_of_the_named_condition(dataset_dir):
+    """`foreground=`: 1 where the segment map is not black (every shape and hand), from the segment
+    column even when the batch's condition is canny; the same rows as a batch without it."""
+    ds = ShardedDataset(dataset_dir)
+    plain = next(ds.batches(4, seed=2, resolution=64, condition="canny"))
+    batch = next(ds.batches(4, seed=2, resolution=64, condition="canny", foreground="segment"))
+    np.testing.assert_array_equal(batch["rows"], plain["rows"])
+    np.testing.assert_array_equal(batch["conditioning_pixel_values"], plain["conditioning_pixel_values"])
+    segment = ds.read_rows(batch["rows"], ["conditioning_image_segment"])["conditioning_image_segment"]
+    expected = np.stack([decode_rgb(s).max(axis=-1) > 0 for s in segment]).astype(np.float32)
+    assert batch["foreground"].shape == (4, 64, 64) and batch["foreground"].dtype == np.float32
+    np.testing.assert_array_equal(batch["foreground"], expected)
+    assert 0.0 < expected.mean() < 0.5  # shapes and hands on a black background
+    same = next(ds.batches(4, seed=2, resolution=64, foreground="segment"))  # batch condition = segment
+    np.testing.assert_array_equal(same["foreground"], expected)
+    with pytest.raises(UserError, match="condition 'hands' is not in"):
+        ds.batches(2, seed=0, resolution=16, foreground="hands")

@@ -159,6 +159,14 @@ def test_loss_decreases_over_50_steps(cli, data, tmp_path):
         (["--set", "model.mode=painting"], "must be one of controlnet, unet, vae"),
         (["--set", "model.train_text_encoder=true"], "model.train_text_encoder: must be false unless"),
         (["--set", "model.schedule=zero-snr-v"], 'model.schedule: must be "base" unless'),
+        (
+            ["--set", "model.mode=vae", "--set", "optim.foreground_weight=4"],
+            "optim.foreground_weight: must be 1",
+        ),
+        (
+            ["--set", "optim.foreground_weight=4", "--set", "data.foreground_condition=depth"],
+            "condition 'depth'",
+        ),
     ],
 )
 def test_bad_config_and_data_are_one_line_errors(cli, data, tmp_path, extra, message):
@@ -255,3 +263,15 @@ def test_export_params_are_loadable(data, tmp_path, cli):
     assert cli(*train_args(data, out, "run.steps=2"))[0] == 0
     params = exported_params(out)
     assert params and all(np.isfinite(v).all() for v in params.values())
+
+
+def test_foreground_weight_reaches_the_step_of_a_unet_run(cli, data, tmp_path):
+    """Same seed, same batches, noise and timesteps: only the loss's weighting differs at step 1."""
+    losses = {}
+    for weight in (1, 5):
+        out = tmp_path / f"w{weight}"
+        extra = ("run.steps=1", "model.mode=unet", "run.export=false", f"optim.foreground_weight={weight}")
+        code, _, err = cli(*train_args(data, out, *extra))
+        assert code == 0, err
+        losses[weight] = json.loads((out / "history.json").read_text())[0]["loss"]
+    assert losses[5] != pytest.approx(losses[1], rel=1e-4)

@@ -93,3 +93,31 @@ def test_snr_gamma_weights_each_sample_of_the_loss():
     assert weighted < plain
     huge_gamma = float(_denoising_loss(_context(snr_gamma=1e9), {}, frozen, batch, rng))
     assert huge_gamma == pytest.approx(plain, rel=1e-6)
+
+
+def test_foreground_weight_is_a_weighted_mean_over_latent_pixels():
+    """optim.foreground_weight: each latent pixel weighs 1 + (w - 1) x its patch's foreground share; the
+    per-sample mean is normalised by the weights, so an all-background batch keeps plain MSE."""
+    batch, rng = _cached_batch(), jax.random.key(2)
+    frozen = {"empty_text": np.zeros((3, 8), np.float32)}
+    foreground = np.zeros((16, 16, 16), np.float32)  # pixels: 4x4 patches per latent pixel
+    foreground[:, :4, :4] = 1.0  # latent pixel (0, 0) wholly foreground
+    foreground[:, 4:6, :4] = 1.0  # latent pixel (1, 0) half foreground
+    plain = float(_denoising_loss(_context(), {}, frozen, batch, rng))
+    background_only = {**batch, "foreground": np.zeros_like(foreground)}
+    assert float(_denoising_loss(_context(foreground_weight=5.0), {}, frozen, background_only, rng)) == (
+        pytest.approx(plain, rel=1e-6)
+    )
+    weighted = float(
+        _denoising_loss(_context(foreground_weight=5.0), {}, frozen, {**batch, "foreground": foreground}, rng)
+    )
+    # the zero model's squared error is its noise target's square (epsilon schedule)
+    _, rng_noise, _, _ = jax.random.split(rng, 4)
+    squared = np.square(np.asarray(jax.random.normal(rng_noise, batch["latent_mean"].shape), np.float64))
+    weights = np.ones((16, 4, 4, 1))
+    weights[:, 0, 0], weights[:, 1, 0] = 5.0, 3.0
+    per_sample = (weights * squared).sum(axis=(1, 2, 3)) / (np.broadcast_to(weights, squared.shape)).sum(
+        axis=(1, 2, 3)
+    )
+    assert weighted == pytest.approx(per_sample.mean(), rel=1e-5)
+    assert weighted != pytest.approx(plain, rel=1e-3)

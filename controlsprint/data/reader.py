@@ -177,6 +177,7 @@ class ShardedDataset:
         prefetch: int = 2,
         decode_threads: int = 4,
         images: bool = True,
+        foreground: str | None = None,
     ) -> Iterator[dict]:
         """Endless batches for this process: pixel_values [-1, 1], conditioning_pixel_values [0, 1], text,
         rows (the dataset row indices) and step.
@@ -185,6 +186,8 @@ class ShardedDataset:
         Clip datasets add `frames` [B, F, r, r, 3] float32 in [-1, 1] (frame 0 equals pixel_values).
         `images=False` leaves out pixel_values (and frames), and does not read or decode them: for a
         trainer that has the images' latents already (training/encodings.py).
+        `foreground` names a condition whose non-black pixels are the foreground: batches then carry
+        `foreground` [B, r, r] float32, 1 there and 0 elsewhere (the trainer's foreground loss weight).
         """
         if batch_size < 1 or process_count < 1 or not 0 <= process_index < process_count:
             raise UserError(
@@ -196,6 +199,7 @@ class ShardedDataset:
                 f"start_step={start_step}, resolution={resolution}, prefetch={prefetch}: out of range"
             )
         column = self.column_for(condition)
+        mask_column = None if foreground is None else self.column_for(foreground)
         global_batch = batch_size * process_count
         self.global_batch_indices(0, global_batch, seed=seed, drop_remainder=drop_remainder)  # checks size
         return _Prefetcher(
@@ -210,6 +214,7 @@ class ShardedDataset:
                 drop_remainder,
                 decode_threads,
                 images,
+                mask_column,
             ),
             prefetch,
         )
@@ -226,6 +231,7 @@ class ShardedDataset:
         drop_remainder,
         threads,
         with_images,
+        mask_column,
     ):
         image_columns = [fmt.IMAGE_COLUMN, *([fmt.FRAMES_COLUMN] if self.has_clips else [])]
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
@@ -234,6 +240,8 @@ class ShardedDataset:
                 rows = self.global_batch_indices(step, global_batch, seed=seed, drop_remainder=drop_remainder)
                 mine = rows[process_index * batch_size : (process_index + 1) * batch_size]
                 wanted = [column, fmt.TEXT_COLUMN, *(image_columns if with_images else [])]
+                if mask_column not in (None, column):
+                    wanted.append(mask_column)
                 raw = self.read_rows(mine, wanted)
                 conditions = list(pool.map(lambda b: _decode_square(b, resolution), raw[column]))
                 conditioning = (
@@ -245,6 +253,13 @@ class ShardedDataset:
                     "rows": mine,
                     "step": step,
                 }
+                if mask_column is not None:
+                    masks = (
+                        conditions
+                        if mask_column == column
+                        else pool.map(lambda b: _decode_square(b, resolution), raw[mask_column])
+                    )
+                    batch["foreground"] = _foreground(list(masks), resolution)
                 if with_images:
                     batch.update(self._decoded_images(pool, raw, resolution))
                 yield batch
@@ -265,6 +280,13 @@ class ShardedDataset:
 
 def _empty(resolution: int) -> np.ndarray:
     return np.zeros((0, resolution, resolution, 3), np.float32)
+
+
+def _foreground(masks: list[np.ndarray], resolution: int) -> np.ndarray:
+    """Decoded uint8 condition images -> [N, r, r] float32: 1 where any channel is lit, else 0."""
+    if not masks:
+        return np.zeros((0, resolution, resolution), np.float32)
+    return (np.stack(masks).max(axis=-1) > 0).astype(np.float32)
 
 
 def _pixels(images: list[np.ndarray], resolution: int) -> np.ndarray:

@@ -73,6 +73,9 @@ class DataSection:
     # Keep those encodings on disk here too ("" = in memory only): a later run on the same dataset with
     # the same frozen encoders reads them instead of encoding again (training/encodings_store.py).
     encodings_dir: str = ""
+    # optim.foreground_weight reads its foreground from this condition column: pixels that are not
+    # black (the synth segment maps draw the background black, every shape and hand in a class colour).
+    foreground_condition: str = "segment"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,11 @@ class OptimSection:
     # Min-SNR weighting (Hang et al. 2023), min(SNR, gamma) / SNR for epsilon targets; 0 = off.
     noise_offset: float = 0.0
     snr_gamma: float = 0.0
+    # UNet and ControlNet modes: weight of the denoising loss on latent pixels covered by foreground
+    # (data.foreground_condition), relative to background at 1, as kohya's masked loss. Small shapes on
+    # plain backgrounds are a tenth of the pixels, so with plain MSE (1.0, off) a short run learns the
+    # background long before the shapes and their colours.
+    foreground_weight: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +167,12 @@ def check_config(cfg: TrainConfig) -> None:
         ("optim.ema_decay", 0.0 <= cfg.optim.ema_decay < 1.0, "in [0, 1)"),
         ("optim.noise_offset", cfg.optim.noise_offset >= 0, ">= 0"),
         ("optim.snr_gamma", cfg.optim.snr_gamma >= 0, ">= 0 (0 = off)"),
+        ("optim.foreground_weight", cfg.optim.foreground_weight > 0, "> 0 (1 = off)"),
+        (
+            "optim.foreground_weight",
+            cfg.optim.foreground_weight == 1.0 or cfg.model.mode in ("unet", "controlnet"),
+            "1 unless model.mode is unet or controlnet",
+        ),
         (
             "model.vae_part",
             cfg.model.vae_part == "whole" or (cfg.model.mode == "vae" and cfg.model.base is not None),

@@ -178,6 +178,7 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         hint_dropout=cfg.data.hint_dropout,
         vae_decoder_only=decoder_only,
         noise_offset=cfg.optim.noise_offset,
+        foreground_weight=cfg.optim.foreground_weight,
         snr_gamma=cfg.optim.snr_gamma,
         train_text_encoder=cfg.model.train_text_encoder,
     )

@@ -47,6 +47,7 @@ class StepContext:
     vae_decoder_only: bool = False  # vae: the encoder is frozen (its gradient is never formed)
     noise_offset: float = 0.0  # optim.noise_offset: per-sample, per-channel shift of the noise
     snr_gamma: float = 0.0  # optim.snr_gamma: Min-SNR loss weighting; 0 = plain MSE
+    foreground_weight: float = 1.0  # optim.foreground_weight: loss weight of foreground latent pixels
     # unet mode, model.train_text_encoder: params are {"unet": ..., "text_encoder": ...}
     train_text_encoder: bool = False
 
@@ -131,10 +132,28 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
     else:
         prediction = ctx.modules["unet"].apply({"params": params}, noisy, t, text)
     target = training_target(ctx.schedule, latents, noise, t)
-    if ctx.snr_gamma == 0:  # plain MSE, reduced exactly as before the option existed
-        return jnp.mean(jnp.square(prediction - target))
-    per_sample = jnp.square(prediction - target).reshape(prediction.shape[0], -1).mean(axis=1)
+    squared = jnp.square(prediction - target)
+    if ctx.snr_gamma == 0 and ctx.foreground_weight == 1:  # plain MSE, reduced as before the options
+        return jnp.mean(squared)
+    if ctx.foreground_weight == 1:
+        per_sample = squared.reshape(squared.shape[0], -1).mean(axis=1)
+    else:  # a weighted mean per sample, so its scale stays that of plain MSE
+        weights = foreground_weights(batch["foreground"], squared.shape, ctx.foreground_weight)
+        per_sample = jnp.sum(weights * squared, axis=(1, 2, 3)) / jnp.sum(
+            jnp.broadcast_to(weights, squared.shape), axis=(1, 2, 3)
+        )
+    if ctx.snr_gamma == 0:
+        return jnp.mean(per_sample)
     return jnp.mean(per_sample * min_snr_weights(ctx.schedule, t, ctx.snr_gamma))
+
+
+def foreground_weights(foreground: jax.Array, latent_shape, weight: float) -> jax.Array:
+    """[B, h, w, 1] loss weights of latent pixels: 1 + (weight - 1) x the share of the pixel's image
+    patch that is foreground (foreground [B, H, W] in {0, 1}, H and W multiples of h and w)."""
+    rows, height, width = foreground.shape
+    h, w = latent_shape[1], latent_shape[2]
+    share = foreground.reshape(rows, h, height // h, w, width // w).mean(axis=(2, 4))
+    return (1.0 + (weight - 1.0) * share)[..., None]
 
 
 def _training_noise(ctx: StepContext, rng, shape) -> jax.Array:

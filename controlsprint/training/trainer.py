@@ -82,7 +82,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     out = Path(cfg.run.output_dir)
     dataset = ShardedDataset(cfg.data.path)
     condition = cfg.model.condition if mode == "controlnet" else None
-    dataset.column_for(condition)  # a missing condition column is an error now, not at step 1
+    foreground = cfg.data.foreground_condition if cfg.optim.foreground_weight != 1 else None
+    for needed in {condition, foreground}:  # a missing condition column is an error now, not at step 1
+        dataset.column_for(needed)
     if mode == "video" and not dataset.has_clips:
         raise UserError(
             f"data.path {cfg.data.path}: video mode needs clips (controlsprint synth --kinds motion)"
@@ -122,6 +124,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         ),
         *(["ids"] if cache is not None and cache.text is None else []),
         *(["cond"] if mode == "controlnet" else []),
+        *(["foreground"] if foreground else []),
     ]
     batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
     step_fn = jax.jit(
@@ -143,6 +146,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         start_step=first_step,
         prefetch=cfg.data.prefetch,
         images=cache is None,
+        foreground=foreground,
     )
 
     def host_batch(raw: dict) -> dict:
@@ -156,6 +160,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
                 batch["ids"] = pipeline.tokenizer(raw["text"])
         if mode == "controlnet":
             batch["cond"] = raw["conditioning_pixel_values"]
+        if foreground:
+            batch["foreground"] = raw["foreground"]
         if cfg.data.crop:
             batch = _random_crops(batch, cfg, raw["step"], per_process)
         return batch
