@@ -26,6 +26,7 @@ from controlsprint.hardware import peak_flops
 from controlsprint.training import encodings
 from controlsprint.training import sharding as shd
 from controlsprint.training.config import TrainConfig, check_config
+from controlsprint.training.crops import random_crops
 from controlsprint.training.step import init_state, train_step
 
 
@@ -163,7 +164,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         if foreground:
             batch["foreground"] = raw["foreground"]
         if cfg.data.crop:
-            batch = _random_crops(batch, cfg, raw["step"], per_process)
+            batch = random_crops(batch, cfg, raw["step"], per_process)
         return batch
 
     # == 5. loop =======================================================================================
@@ -303,25 +304,6 @@ def _wait_for_every_process(name: str, timeout_s: int = 3600) -> None:
         from jax._src import distributed
 
         distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
-
-
-def _random_crops(batch: dict, cfg: TrainConfig, step: int, per_process: int) -> dict:
-    """Crop windows drawn for the whole global batch from (data seed, step), so every process and every
-    resumed run crops a sample the same way; this process takes its own rows' windows."""
-    size, crop = cfg.data.resolution, cfg.data.crop
-    global_offsets = np.random.default_rng([cfg.data.seed, step, 7]).integers(
-        0, size - crop + 1, (cfg.run.batch_size, 2)
-    )
-    offsets = global_offsets[jax.process_index() * per_process : (jax.process_index() + 1) * per_process]
-    cropped = {}
-    for key, value in batch.items():
-        if key == "ids":
-            cropped[key] = value
-            continue
-        cropped[key] = np.stack(
-            [v[y : y + crop, x : x + crop] for v, (y, x) in zip(value, offsets, strict=True)]
-        )
-    return cropped
 
 
 def _export_params(state):
