@@ -98,8 +98,8 @@ class OptimSection:
     noise_offset: float = 0.0
     snr_gamma: float = 0.0
     # UNet and ControlNet modes: weight of the denoising loss on latent pixels covered by foreground
-    # (data.foreground_condition), relative to background at 1, as kohya's masked loss. Small shapes on
-    # plain backgrounds are a tenth of the pixels, so with plain MSE (1.0, off) a short run learns the
+    # (data.foreground_condition), relative to background at 1, as kohya's masked loss. The synth shapes and
+    # hands are 8-14 % of the pixels, so with plain MSE (1.0, off) a short run learns the
     # background long before the shapes and their colours.
     foreground_weight: float = 1.0
 

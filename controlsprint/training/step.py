@@ -139,9 +139,7 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
         per_sample = squared.reshape(squared.shape[0], -1).mean(axis=1)
     else:  # a weighted mean per sample, so its scale stays that of plain MSE
         weights = foreground_weights(batch["foreground"], squared.shape, ctx.foreground_weight)
-        per_sample = jnp.sum(weights * squared, axis=(1, 2, 3)) / jnp.sum(
-            jnp.broadcast_to(weights, squared.shape), axis=(1, 2, 3)
-        )
+        per_sample = jnp.mean(weights * squared, axis=(1, 2, 3)) / jnp.mean(weights, axis=(1, 2, 3))
     if ctx.snr_gamma == 0:
         return jnp.mean(per_sample)
     return jnp.mean(per_sample * min_snr_weights(ctx.schedule, t, ctx.snr_gamma))
