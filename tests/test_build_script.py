@@ -52,3 +52,21 @@ def test_lanes_run_every_controlnet_and_the_decoder_after_the_unet_and_record_ti
 def test_every_controlnet_and_the_decoder_is_in_exactly_one_lane():
     laned = [stage for lane in LANES for stage in lane]
     assert sorted(laned) == sorted((*CONTROLNET_DATA, "decoder"))
+
+
+def test_export_bakes_the_preset_gains(tmp_path):
+    from controlsprint.training.presets import GAINS
+
+    lines = SCRIPT.read_text().splitlines()
+    start = lines.index("args=()")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("controlsprint export"))
+    script = "\n".join(["set -euo pipefail", *lines[start:end], 'printf "%s\\n" "${args[@]}"'])
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        ["bash", "-c", script], env=env, check=True, capture_output=True, text=True, timeout=60
+    )
+    args = out.stdout.split("\n")[:-1]
+    gains = [args[i + 1] for i, flag in enumerate(args) if flag == "--controlnet-gain"]
+    assert gains == [f"{name}={gain:g}" for name, gain in GAINS.items() if gain != 1]
+    assert gains, "the presets bake at least one gain"
+    assert sum(flag == "--add-controlnet" for flag in args) == len(CONTROLNET_DATA)

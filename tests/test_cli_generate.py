@@ -9,14 +9,13 @@ import pytest
 from PIL import Image
 
 from controlsprint.models.pipeline import save_pipeline
-from tests.test_inference import _with_live_zero_convs
-from tests.test_pipeline_folder import tiny_pipeline
+from tests.test_pipeline_folder import tiny_pipeline, with_live_zero_convs
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gen") / "tiny"
-    pipe = _with_live_zero_convs(tiny_pipeline())
+    pipe = with_live_zero_convs(tiny_pipeline())
     return save_pipeline(folder, pipe.with_controlnets({"hands": pipe.controlnets["canny"]}))
 
 

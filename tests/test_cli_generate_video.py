@@ -195,7 +195,12 @@ def test_eval_video_scores_clips_with_temporal_layers_on_and_off(cli, model, tmp
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--frames", "1"], "--frames 1"), (["--controlnet", "x"], "--controlnet: not used by --control video")],
+    [
+        (["--frames", "1"], "--frames 1"),
+        (["--controlnet", "x"], "--controlnet: not used by --control video"),
+        (["--scale", "2"], "--scale: not used by --control video"),
+        (["--scale", "0"], "--scale 0.0: must be a positive number"),
+    ],
 )
 def test_eval_video_bad_arguments(cli, model, tmp_path, extra, message):
     code, _, err = cli("eval", "--control", "video", "--model", str(model), "--out", str(tmp_path), *extra)

@@ -25,8 +25,7 @@ from PIL import Image
 from controlsprint.models.pipeline import save_pipeline
 from tests.browser import CHROMIUM, chromium_page, upload_to_editor
 from tests.conftest import REPO, sigint_live
-from tests.test_inference import _with_live_zero_convs
-from tests.test_pipeline_folder import tiny_pipeline
+from tests.test_pipeline_folder import tiny_pipeline, with_live_zero_convs
 
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -40,7 +39,7 @@ SETTINGS = ("", STEPS, 7.5, 1.0, 0, 0)
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    pipe = _with_live_zero_convs(tiny_pipeline())
+    pipe = with_live_zero_convs(tiny_pipeline())
     controlnet = pipe.controlnets["canny"]
     folder = tmp_path_factory.mktemp("demo-model") / "tiny"
     return save_pipeline(folder, pipe.with_controlnets({n: controlnet for n in ("segment", "hands", "gray")}))

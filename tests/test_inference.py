@@ -10,7 +10,7 @@ from controlsprint.errors import UserError
 from controlsprint.inference import Control, InferenceCore, make_request
 from controlsprint.inference.program import _control_keep
 from controlsprint.models.pipeline import save_pipeline
-from tests.test_pipeline_folder import tiny_pipeline
+from tests.test_pipeline_folder import tiny_pipeline, with_live_zero_convs
 
 STEPS = 4
 rng = np.random.default_rng(7)
@@ -28,24 +28,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def core(pipe):
-    return InferenceCore(_with_live_zero_convs(pipe))
-
-
-def _with_live_zero_convs(pipe):
-    """ControlNets straight from init add nothing; perturb them so control has a visible effect."""
-    import dataclasses
-
-    import jax
-
-    from controlsprint.models.io import Component
-
-    live = {}
-    for i, (name, component) in enumerate(pipe.controlnets.items()):
-        leaves, tree = jax.tree_util.tree_flatten(component.params)
-        noise = np.random.default_rng(i)
-        leaves = [np.asarray(x) + 0.02 * noise.standard_normal(x.shape).astype(np.float32) for x in leaves]
-        live[name] = Component("controlnet", component.config, jax.tree_util.tree_unflatten(tree, leaves))
-    return dataclasses.replace(pipe, controlnets=live)
+    return InferenceCore(with_live_zero_convs(pipe))
 
 
 def request(**overrides):
@@ -232,3 +215,14 @@ def test_progress_reports_every_step(core):
 def test_bad_requests_are_user_errors(core, overrides, message):
     with pytest.raises(UserError, match=message):
         core.generate(request(**overrides))
+
+
+def test_a_gain_in_the_weights_equals_the_conditioning_scale(pipe, core):
+    from controlsprint.models.export import _with_gains
+
+    gained = InferenceCore(_with_gains(with_live_zero_convs(pipe), {"canny": 2.5}))
+    at_scale_2 = core.generate(request(controls=[Control("canny", CONDITION, 2.0)]))
+    gain_times_scale = gained.generate(request(controls=[Control("canny", CONDITION, 0.8)]))  # 2.5 x 0.8
+    assert np.abs(at_scale_2.astype(int) - gain_times_scale).max() <= 1  # rounding, a level at most
+    at_scale_08 = core.generate(request())
+    assert np.abs(at_scale_08.astype(int) - gain_times_scale).mean() > 1.0, "the gain must change the image"

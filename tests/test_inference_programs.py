@@ -16,8 +16,8 @@ import pytest
 from controlsprint.inference import Control, InferenceCore, make_request
 from controlsprint.models.pipeline import save_pipeline
 from tests.conftest import REPO
-from tests.test_inference import CONDITION, _with_live_zero_convs
-from tests.test_pipeline_folder import tiny_pipeline
+from tests.test_inference import CONDITION
+from tests.test_pipeline_folder import tiny_pipeline, with_live_zero_convs
 
 CHILD = textwrap.dedent(
     """
@@ -41,7 +41,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def pipe():
-    return _with_live_zero_convs(tiny_pipeline())
+    return with_live_zero_convs(tiny_pipeline())
 
 
 def _request(**overrides):

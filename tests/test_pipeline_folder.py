@@ -39,6 +39,23 @@ def tiny_pipeline() -> Pipeline:
     )
 
 
+def with_live_zero_convs(pipe):
+    """ControlNets straight from init add nothing; perturb them so control has a visible effect."""
+    import dataclasses
+
+    import jax
+
+    from controlsprint.models.io import Component
+
+    live = {}
+    for i, (name, component) in enumerate(pipe.controlnets.items()):
+        leaves, tree = jax.tree_util.tree_flatten(component.params)
+        noise = np.random.default_rng(i)
+        leaves = [np.asarray(x) + 0.02 * noise.standard_normal(x.shape).astype(np.float32) for x in leaves]
+        live[name] = Component("controlnet", component.config, jax.tree_util.tree_unflatten(tree, leaves))
+    return dataclasses.replace(pipe, controlnets=live)
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipe") / "tiny"
@@ -151,3 +168,51 @@ def test_export_replaces_the_vae_with_one_of_the_same_latents(saved, tmp_path, c
     code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--vae", tmp_path / "wide")
     assert code != 0 and not (tmp_path / "bad").exists()
     assert err.strip().count("\n") == 0 and "latent_channels" in err and "--vae" in err
+
+
+def test_export_bakes_a_controlnet_gain_into_the_output_convolutions(tmp_path, cli):
+    live = with_live_zero_convs(tiny_pipeline())
+    save_pipeline(tmp_path / "live", live)
+    code, _, err = cli(
+        "export", tmp_path / "live", "--out", tmp_path / "g", "--format", "flax", "--controlnet-gain", "canny=2.5"
+    )  # fmt: skip
+    assert code == 0, err
+    before, after = (
+        flatten(live.controlnets["canny"].params),
+        flatten(load_pipeline(tmp_path / "g").controlnets["canny"].params),
+    )
+    outputs = [k for k in before if k[0].startswith(("controlnet_down_blocks_", "controlnet_mid_block"))]
+    assert len(outputs) == 2 * (
+        len(TINY_CONTROLNET.block_out_channels) * (TINY_CONTROLNET.layers_per_block + 1) + 1
+    )
+    for key in before:
+        expected = np.asarray(before[key]) * (2.5 if key in outputs else 1.0)
+        np.testing.assert_allclose(after[key], expected, rtol=1e-6, err_msg=key)
+    assert load_pipeline(tmp_path / "g").meta["controlnet_gains"] == {"canny": 2.5}
+    # a second gain multiplies into the first, in the weights and in the record
+    code, _, err = cli(
+        "export", tmp_path / "g", "--out", tmp_path / "g2", "--format", "flax", "--controlnet-gain", "canny=2"
+    )
+    assert code == 0, err
+    again = load_pipeline(tmp_path / "g2")
+    assert again.meta["controlnet_gains"] == {"canny": 5.0}
+    key = outputs[0]
+    np.testing.assert_allclose(
+        flatten(again.controlnets["canny"].params)[key], np.asarray(before[key]) * 5.0, rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("depth=2", "--controlnet-gain depth=2.0: the pipeline has no ControlNet 'depth' (canny)"),
+        ("canny=0", "--controlnet-gain canny=0.0: the gain must be a positive number"),
+        ("canny=nan", "--controlnet-gain canny=nan: the gain must be a positive number"),
+        ("canny=x", "--controlnet-gain canny=x: 'x' is not a valid value"),
+    ],
+)
+def test_bad_controlnet_gains_are_named(saved, tmp_path, cli, value, message):
+    _, folder = saved
+    code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--controlnet-gain", value)
+    assert code != 0 and not (tmp_path / "bad").exists()
+    assert err.strip() == f"controlsprint export: error: {message}"

@@ -65,6 +65,11 @@ args=()
 for condition in canny segment gray hands; do
   args+=(--add-controlnet "$condition=runs/default/$condition/export/pipeline/controlnets/$condition")
 done
+# each ControlNet's conditioning scale baked into its weights (presets.GAINS, chosen on calibration scenes)
+while read -r gain; do
+  args+=(--controlnet-gain "$gain")
+done < <(python -c 'from controlsprint.training.presets import GAINS
+print("\n".join(f"{name}={gain:g}" for name, gain in GAINS.items() if gain != 1))')
 controlsprint export runs/default/unet/export/pipeline "${args[@]}" --format flax --half \
   --vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal \
   --base-model controlsprint/tiny-sd --out "$target" --overwrite

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from controlsprint.inference import VIDEO_HINT_STRENGTH
-from controlsprint.training.presets import CONTROLNET_DATA, LANES, embedded_stage
+from controlsprint.training.presets import CONTROLNET_DATA, GAINS, LANES, embedded_stage
 
 STAGES = ("vae", "unet", *CONTROLNET_DATA, "decoder", "video")
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
@@ -34,6 +34,7 @@ def _build_commands() -> list[str]:
     adds = " ".join(
         f"--add-controlnet {c}=runs/default/{c}/export/pipeline/controlnets/{c}" for c in CONTROLNET_DATA
     )
+    gains = "".join(f" --controlnet-gain {c}={g:g}" for c, g in GAINS.items() if g != 1)
     return [
         *synth,
         "controlsprint train default-vae",
@@ -45,7 +46,7 @@ def _build_commands() -> list[str]:
         ),
         "wait",
         "controlsprint train default-video",
-        f"controlsprint export runs/default/unet/export/pipeline {adds} "
+        f"controlsprint export runs/default/unet/export/pipeline {adds}{gains} "
         "--vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal "
         "--format flax --half "
         "--base-model controlsprint/tiny-sd --out controlsprint/embedded/tiny-sd --overwrite",
@@ -125,6 +126,15 @@ def _total_line(times: dict) -> str:
     return f"Image model (VAE, UNet, ControlNets, decoder): {image_minutes:.0f} minutes of wall time on 2 cores{lanes}{video}."
 
 
+def _gains_line() -> str:
+    baked = ", ".join(f"{c} {g:g}" for c, g in GAINS.items() if g != 1) or "none"
+    return (
+        f"ControlNet gains baked into the weights at export (`--controlnet-gain`): {baked}; so scale 1 acts "
+        "as those conditioning scales did on the trained weights. Each is the best for its metric on "
+        "calibration scenes (seed 20000, not the eval seed; `python bench/controlnet_gain.py`)."
+    )
+
+
 def card(build: Path, model: Path) -> str:
     times = (
         json.loads((build / "build_times.json").read_text()) if (build / "build_times.json").is_file() else {}
@@ -190,6 +200,8 @@ def card(build: Path, model: Path) -> str:
         "",
         _total_line(times),
         times.get("_note", ""),
+        "",
+        _gains_line(),
         "",
         "## Evaluation (`controlsprint eval`)",
         "",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 NAME = "eval"
 HELP = "measure controllability (canny F1, segment mIoU, gray PSNR, hands F1) or a video model's clips"
 DESCRIPTION = """\
 Render held-out synthetic scenes (shapes for canny/segment/gray, hands for hands) from --seed, take
-their ground-truth condition, generate once with the ControlNet and once with it off (scale 0, same
-seed), and score both ControlNet++-style: canny F1 of the output's edges against the condition (2 px
+their ground-truth condition, generate once with the ControlNet (conditioning scale --scale) and once
+with it off (scale 0, same seed), and score both ControlNet++-style: canny F1 of the output's edges against the condition (2 px
 tolerance), segment mIoU of the output clustered by colour, gray PSNR of the output's grayscale, hands
 skeleton F1. Shape scenes also report the colour accuracy of the largest shape. Prints one JSON line;
 writes DIR/grid.png (condition | with control | control off) and DIR/metrics.json.
@@ -24,6 +25,7 @@ examples:
   controlsprint eval --control canny --out eval/canny
   controlsprint eval --control segment --num 64 --seed 7 --out eval/segment
   controlsprint eval --control canny --controlnet runs/canny/export/pipeline/controlnets/canny --out eval/mine
+  controlsprint eval --control canny --scale 2.5 --seed 20000 --out eval/canny-2.5
   controlsprint eval --control video --num 16 --frames 8 --out eval/video"""
 USES_JAX = True
 
@@ -38,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=10_000, metavar="S", help="scene seed (default 10000)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="sampler steps (default 20)")
     parser.add_argument("--guidance", type=float, default=5.0, metavar="G", help="CFG scale (default 5)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="ControlNet conditioning scale of the with-control run (default 1; off is always 0)",
+    )
     parser.add_argument("--frames", type=int, default=8, metavar="F", help="clip length (video; default 8)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for grid.png and metrics.json")
 
@@ -49,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise UserError(f"--num {args.num}: must be >= 1")
+    if not (math.isfinite(args.scale) and args.scale > 0):
+        raise UserError(f"--scale {args.scale}: must be a positive number")
     common = {
         "num": args.num,
         "seed": args.seed,
@@ -60,12 +71,13 @@ def run(args: argparse.Namespace) -> int:
         from controlsprint.data.synth import check_frames
         from controlsprint.evaluation.video import evaluate_video
 
-        if args.controlnet:
-            raise UserError("--controlnet: not used by --control video")
+        for flag, given in (("--controlnet", args.controlnet), ("--scale", args.scale != 1.0)):
+            if given:
+                raise UserError(f"{flag}: not used by --control video")
         check_frames(args.frames)
         result = evaluate_video(load_core(args.model), frames=args.frames, **common)
     else:
         core = load_core(args.model, {args.control: args.controlnet} if args.controlnet else None)
-        result = evaluate(core, args.control, **common)
+        result = evaluate(core, args.control, scale=args.scale, **common)
     print(json.dumps(result))
     return 0

@@ -18,7 +18,8 @@ examples:
   controlsprint export runs/unet/export/pipeline --add-controlnet canny=runs/canny/export/pipeline/controlnets/canny \
       --format flax --half --out my-model
   controlsprint export my-model --add-temporal runs/video/export/pipeline/temporal --format flax --out my-video-model
-  controlsprint export my-model --vae runs/decoder/export/pipeline/vae --format flax --out my-sharper-model"""
+  controlsprint export my-model --vae runs/decoder/export/pipeline/vae --format flax --out my-sharper-model
+  controlsprint export my-model --controlnet-gain canny=2.5 --format flax --out my-firmer-model"""
 USES_JAX = True
 
 
@@ -50,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="replace a pipeline's VAE (e.g. one whose decoder was fine-tuned); its latents must match",
     )
+    parser.add_argument(
+        "--controlnet-gain",
+        action="append",
+        metavar="NAME=G",
+        help="scale ControlNet NAME's residuals by G in its weights (what generate --scale NAME=G does at run time)",
+    )
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
 
 
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         add_controlnets=parse_assignments(args.add_controlnet, "--add-controlnet"),
         add_temporal=args.add_temporal,
         vae=args.vae,
+        controlnet_gains=parse_assignments(args.controlnet_gain, "--controlnet-gain", float),
         storage_dtype="float16" if args.half else "float32",
     )
     print(f"exported {args.checkpoint} -> {out} ({args.fmt})")

@@ -49,6 +49,7 @@ def evaluate(
     seed: int = EVAL_SEED,
     steps: int = 20,
     guidance: float = 5.0,
+    scale: float = 1.0,
     out: Path | None = None,
     grid_rows: int = 8,
 ) -> dict:
@@ -73,7 +74,7 @@ def evaluate(
         condition = ground_truth_conditions(scene, (control,), extractors)[control]
         common = {"steps": steps, "guidance": guidance, "seed": index}
         on = core.generate(
-            make_request(scene.caption, controls=[Control(control, condition, 1.0)], **common)
+            make_request(scene.caption, controls=[Control(control, condition, scale)], **common)
         )[0]
         off = core.generate(
             make_request(scene.caption, controls=[Control(control, condition, 0.0)], **common)
@@ -97,6 +98,7 @@ def evaluate(
         "seed": seed,
         "steps": steps,
         "guidance": guidance,
+        "scale": scale,
         "model": str(core.pipeline.folder),
     }
     if colour_on:

@@ -117,3 +117,21 @@ class ControlNetModel(nn.Module):
             down = [jnp.mean(d, axis=(1, 2), keepdims=True) for d in down]
             mid = jnp.mean(mid, axis=(1, 2), keepdims=True)
         return tuple(d.astype(jnp.float32) for d in down), mid.astype(jnp.float32)
+
+
+# The layers every residual leaves the ControlNet through: 1x1 convolutions, so scaling their kernel
+# and bias by g scales every residual by g, exactly what `conditioning_scale=g` does at inference.
+OUTPUT_LAYER_PREFIXES = ("controlnet_down_blocks_", "controlnet_mid_block")
+
+
+def with_output_gain(params: dict, gain: float) -> dict:
+    """`params` with the ControlNet's output convolutions scaled by `gain` (a new tree; leaves shared
+    where unchanged): the same model run at scale 1 then acts as the original at scale `gain`."""
+    if not any(name.startswith(OUTPUT_LAYER_PREFIXES) for name in params):
+        raise ValueError("not a ControlNet parameter tree: no controlnet_down_blocks_*/controlnet_mid_block")
+    return {
+        name: jax.tree_util.tree_map(lambda leaf: leaf * gain, layer)
+        if name.startswith(OUTPUT_LAYER_PREFIXES)
+        else layer
+        for name, layer in params.items()
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,6 +99,34 @@ def _compatible_vae(folder: str | Path, current):
     return replacement
 
 
+def _with_gains(pipe, gains: dict[str, float]):
+    """`pipe` with each named ControlNet's output convolutions scaled by its gain, recorded (multiplied
+    into any earlier gain) in the pipeline's meta as `controlnet_gains`.
+
+    Why: a ControlNet trained briefly may steer more faithfully at a conditioning scale above 1 (the
+    embedded model's canny and gray ones do, docs/embedded-model.md); baking that scale into the
+    weights makes scale 1, what every command and demo uses by default, that better setting.
+    """
+    from controlsprint.models.controlnet import with_output_gain
+
+    recorded = dict(pipe.meta.get("controlnet_gains", {}))
+    controlnets = dict(pipe.controlnets)
+    for name, gain in gains.items():
+        if name not in controlnets:
+            known = ", ".join(controlnets) or "none"
+            raise UserError(
+                f"--controlnet-gain {name}={gain}: the pipeline has no ControlNet '{name}' ({known})"
+            )
+        if not (math.isfinite(gain) and gain > 0):
+            raise UserError(f"--controlnet-gain {name}={gain}: the gain must be a positive number")
+        component = controlnets[name]
+        controlnets[name] = dataclasses.replace(component, params=with_output_gain(component.params, gain))
+        recorded[name] = float(recorded.get(name, 1.0)) * gain
+    return dataclasses.replace(
+        pipe, controlnets=controlnets, meta={**pipe.meta, "controlnet_gains": recorded}
+    )
+
+
 def export(
     checkpoint: str | Path,
     out: str | Path,
@@ -108,6 +137,7 @@ def export(
     add_controlnets: dict[str, str] | None = None,
     add_temporal: str | Path | None = None,
     vae: str | Path | None = None,
+    controlnet_gains: dict[str, float] | None = None,
     storage_dtype: str = "float32",
 ) -> Path:
     """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`.
@@ -115,7 +145,9 @@ def export(
     `add_controlnets` {name: folder} merges ControlNets into an exported pipeline (how the embedded
     model gathers its separately trained ControlNets); `add_temporal` likewise adds a video model's
     temporal layers (a `temporal/` folder); `vae` replaces the pipeline's VAE with a compatible one
-    (the same latents, e.g. after `model.vae_part=decoder`); `storage_dtype="float16"` halves the files.
+    (the same latents, e.g. after `model.vae_part=decoder`); `controlnet_gains` {name: g} scales a
+    ControlNet's residuals by g in its weights (see `_with_gains`); `storage_dtype="float16"` halves
+    the files.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     formats = _formats(fmt)
@@ -135,6 +167,7 @@ def export(
         ("--add-controlnet", add_controlnets),
         ("--add-temporal", add_temporal),
         ("--vae", vae),
+        ("--controlnet-gain", controlnet_gains),
     ):
         if given and not is_pipeline:
             raise UserError(f"{flag} needs a pipeline folder; {checkpoint} has no model_index.json")
@@ -150,6 +183,8 @@ def export(
         if vae:
             pipe = dataclasses.replace(pipe, vae=_compatible_vae(vae, pipe.vae))
         pipe = dataclasses.replace(pipe, meta={**pipe.meta, **meta})
+        if controlnet_gains:
+            pipe = _with_gains(pipe, controlnet_gains)
         for f in formats:
             save_pipeline(staging, pipe, fmt=f, storage_dtype=storage_dtype)
         kind, name = "pipeline", checkpoint.name

@@ -38,6 +38,12 @@ STEPS = {
 # steps are too few to pay for a pass of their own, but a stored one costs them nothing).
 LANES = (("hands", "canny"), ("decoder", "segment", "gray"))
 ENCODINGS = f"{RUNS}/encodings"
+# The conditioning scale baked into each ControlNet's output convolutions at export
+# (`controlsprint export --controlnet-gain`), so that scale 1, every command's default, is the scale
+# that serves it best: each the best of 1, 1.5, ..., 4 for its metric on calibration scenes (seed 20000,
+# not eval's 10000: `python bench/controlnet_gain.py`, docs/embedded-model.md). Briefly trained
+# ControlNets steer too softly at 1 (their zero convolutions have not grown to full strength).
+GAINS = {"canny": 2.0, "segment": 1.5, "gray": 3.5, "hands": 1.5}
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:
