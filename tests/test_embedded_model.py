@@ -45,6 +45,12 @@ def test_embedded_model_has_the_four_controlnets(core):
     assert core.native_size == 128
 
 
+def test_embedded_controlnets_carry_the_preset_gains(core):
+    from controlsprint.training.presets import GAINS
+
+    assert core.pipeline.meta["controlnet_gains"] == GAINS  # what the build script baked in at export
+
+
 def test_generation_is_deterministic_and_seeded(core):
     from controlsprint.inference import make_request
 
