@@ -13,8 +13,9 @@ Render held-out synthetic scenes (shapes for canny/segment/gray, hands for hands
 their ground-truth condition, generate once with the ControlNet (conditioning scale --scale) and once
 with it off (scale 0, same seed), and score both ControlNet++-style: canny F1 of the output's edges
 against the condition (2 px tolerance), segment mIoU of the output clustered by colour, gray PSNR of
-the output's grayscale, hands skeleton F1. Shape scenes also report the colour accuracy of the largest shape. Prints one JSON line;
-writes DIR/grid.png (condition | with control | control off) and DIR/metrics.json.
+the output's grayscale, hands skeleton F1. Shape scenes also report the colour accuracy of the largest
+shape. Prints one JSON line; writes DIR/grid.png (condition | with control | control off) and
+DIR/metrics.json.
 
 --control video evaluates the video model (temporal layers) instead: held-out synthetic motion clips
 of --frames frames, generated from their first frame and caption, scored by first-frame PSNR against
