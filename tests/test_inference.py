@@ -218,9 +218,9 @@ def test_bad_requests_are_user_errors(core, overrides, message):
 
 
 def test_a_gain_in_the_weights_equals_the_conditioning_scale(pipe, core):
-    from controlsprint.models.export import _with_gains
+    from controlsprint.models.export import with_controlnet_gains
 
-    gained = InferenceCore(_with_gains(with_live_zero_convs(pipe), {"canny": 2.5}))
+    gained = InferenceCore(with_controlnet_gains(with_live_zero_convs(pipe), {"canny": 2.5}))
     at_scale_2 = core.generate(request(controls=[Control("canny", CONDITION, 2.0)]))
     gain_times_scale = gained.generate(request(controls=[Control("canny", CONDITION, 0.8)]))  # 2.5 x 0.8
     assert np.abs(at_scale_2.astype(int) - gain_times_scale).max() <= 1  # rounding, a level at most

@@ -200,6 +200,20 @@ def test_export_bakes_a_controlnet_gain_into_the_output_convolutions(tmp_path, c
     np.testing.assert_allclose(
         flatten(again.controlnets["canny"].params)[key], np.asarray(before[key]) * 5.0, rtol=1e-6
     )
+    # a ControlNet added under the gained one's name replaces it, and its record: it carries no gain
+    from controlsprint.models.pipeline import save_controlnet
+
+    save_controlnet(tmp_path / "fresh", live.controlnets["canny"], "canny", fmt="flax")
+    code, _, err = cli(
+        "export", tmp_path / "g", "--out", tmp_path / "g3", "--format", "flax",
+        "--add-controlnet", f"canny={tmp_path / 'fresh'}",
+    )  # fmt: skip
+    assert code == 0, err
+    replaced = load_pipeline(tmp_path / "g3")
+    assert replaced.meta["controlnet_gains"] == {}
+    np.testing.assert_allclose(
+        flatten(replaced.controlnets["canny"].params)[key], np.asarray(before[key]), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def _compatible_vae(folder: str | Path, current):
     return replacement
 
 
-def _with_gains(pipe, gains: dict[str, float]):
+def with_controlnet_gains(pipe, gains: dict[str, float]):
     """`pipe` with each named ControlNet's output convolutions scaled by its gain, recorded (multiplied
     into any earlier gain) in the pipeline's meta as `controlnet_gains`.
 
@@ -146,7 +146,7 @@ def export(
     model gathers its separately trained ControlNets); `add_temporal` likewise adds a video model's
     temporal layers (a `temporal/` folder); `vae` replaces the pipeline's VAE with a compatible one
     (the same latents, e.g. after `model.vae_part=decoder`); `controlnet_gains` {name: g} scales a
-    ControlNet's residuals by g in its weights (see `_with_gains`); `storage_dtype="float16"` halves
+    ControlNet's residuals by g in its weights (see `with_controlnet_gains`); `storage_dtype="float16"` halves
     the files.
     """
     checkpoint, out = Path(checkpoint), Path(out)
@@ -175,7 +175,8 @@ def export(
         from controlsprint.models.pipeline import load_controlnet
 
         pipe = load_pipeline(checkpoint)
-        pipe = pipe.with_controlnets(dict(load_controlnet(d, n) for n, d in (add_controlnets or {}).items()))
+        added = dict(load_controlnet(d, n) for n, d in (add_controlnets or {}).items())
+        pipe = pipe.with_controlnets(added)
         if add_temporal:
             from controlsprint.models.video_io import load_temporal
 
@@ -183,8 +184,11 @@ def export(
         if vae:
             pipe = dataclasses.replace(pipe, vae=_compatible_vae(vae, pipe.vae))
         pipe = dataclasses.replace(pipe, meta={**pipe.meta, **meta})
+        if "controlnet_gains" in pipe.meta:  # a ControlNet added under a gained one's name has no gain yet
+            kept = {n: g for n, g in pipe.meta["controlnet_gains"].items() if n not in added}
+            pipe = dataclasses.replace(pipe, meta={**pipe.meta, "controlnet_gains": kept})
         if controlnet_gains:
-            pipe = _with_gains(pipe, controlnet_gains)
+            pipe = with_controlnet_gains(pipe, controlnet_gains)
         for f in formats:
             save_pipeline(staging, pipe, fmt=f, storage_dtype=storage_dtype)
         kind, name = "pipeline", checkpoint.name
