@@ -45,6 +45,14 @@ def test_embedded_model_has_the_four_controlnets(core):
     assert core.native_size == 128
 
 
+def test_embedded_controlnets_have_the_preset_condition_embedding():
+    from controlsprint.models.configs import EMBEDDED_CONDITIONING_CHANNELS
+
+    for name in CONTROLS:  # what a rebuild from presets trains is what ships
+        config = json.loads((EMBEDDED_MODEL_DIR / "controlnets" / name / "config.json").read_text())
+        assert config["conditioning_embedding_out_channels"] == list(EMBEDDED_CONDITIONING_CHANNELS), name
+
+
 def test_embedded_controlnets_carry_the_preset_gains(core):
     from controlsprint.training.presets import GAINS
 

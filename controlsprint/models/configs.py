@@ -208,7 +208,7 @@ TINY_TEXT = CLIPTextConfig(
 )
 
 
-# The embedded default model, sized for training on two CPU cores (about 68 minutes; the goal is 60): a
+# The embedded default model, sized for training on two CPU cores (about 69 minutes; the goal is 60): a
 # 128 px, 8x VAE without mid attention (16x16x4 latents, as SD's 512 px -> 64x64), an SD-shaped three-level
 # UNet (48/96/128 channels, cross-attention on the upper two levels), and a small
 # CLIP-architecture text encoder with a 32-token context (the synthetic captions are short).

@@ -19,8 +19,8 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage. The image model (vae, unet, then the ControlNets and the decoder fine-tune in two
-# one-core lanes) takes about 68 minutes on 2 CPU cores, over the 60 aimed at (ninth build, per stage
-# in docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays
+# one-core lanes) takes about 69 minutes on 2 CPU cores, over the 60 aimed at (VAE 849 s, UNet 1707 s,
+# lanes 1570 s, each measured on its own day: docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays
 # for it with gray (700 -> 300 steps: 23.3 dB, 20 is the goal) and hands (300 -> 150; no goal figure).
 STEPS = {
     "vae": 1500,
@@ -94,7 +94,10 @@ def embedded_stage(stage: str) -> TrainConfig:
                 train_text_encoder=True,
                 schedule="zero-snr-v",
             ),
-            data=DataSection(path=DATA["mixed"], resolution=128, caption_dropout=0.1),
+            # Encoded every step: with the text encoder training only the VAE latents could be cached,
+            # and their pass (174 s for 16,000 rows) bought no faster steps (1.15 s either way on 2
+            # cores, same losses; twelfth build, docs/embedded-model.md)
+            data=DataSection(path=DATA["mixed"], resolution=128, caption_dropout=0.1, cache_encodings=False),
             optim=OptimSection(learning_rate=1e-3, warmup_steps=200, schedule="cosine", ema_decay=0.999),
             run=_run("unet", STEPS["unet"], 32),
         )
