@@ -26,12 +26,14 @@ def sweep(model: str | None, control: str, gains: list[float], *, num: int, seed
     from controlsprint.inference.loading import load_core
 
     core = load_core(model)
-    results = {}
+    results, off = {}, None
     for gain in gains:
-        result = evaluate(core, control, num=num, seed=seed, scale=gain)
+        # the ControlNet switched off does not depend on the gain: measured with the first one only
+        result = evaluate(core, control, num=num, seed=seed, scale=gain, without_control=off is None)
+        off = result["without_control"] if off is None else off
         results[gain] = {
             "with_control": result["with_control"],
-            "without_control": result["without_control"],
+            "without_control": off,
             "colour_accuracy": result.get("colour_accuracy_with_control"),
         }
         print(

@@ -26,7 +26,7 @@ def test_sweep_reports_each_gain_against_gain_one(monkeypatch, capsys):
     assert set(results) == {"1.0", "2.0"} and record["seed"] == controlnet_gain.CALIBRATION_SEED
     best = record["controls"]["canny"]["best_gain"]
     assert results[str(best)]["with_control"] == max(r["with_control"] for r in results.values())
-    # the same scenes with the ControlNet off do not depend on the gain
-    assert results["1.0"]["without_control"] == results["2.0"]["without_control"]
+    # the ControlNet switched off is measured once and reported for every gain
+    assert results["1.0"]["without_control"] == results["2.0"]["without_control"] is not None
     assert results["2.0"]["with_control"] != results["1.0"]["with_control"]
     assert any(line.startswith("canny gain 2: ") and "x gain 1's" in line for line in lines)

@@ -91,3 +91,14 @@ def test_short_eval_clears_the_floor_and_control_matters(core, control, tmp_path
     assert (tmp_path / "grid.png").is_file() and json.loads((tmp_path / "metrics.json").read_text())[
         "num"
     ] == 3
+
+
+def test_eval_without_the_control_off_pass_scores_the_same_with_control(core):
+    from controlsprint.evaluation.evaluate import evaluate
+
+    full = evaluate(core, "canny", num=2, steps=4)
+    on_only = evaluate(core, "canny", num=2, steps=4, without_control=False)
+    assert on_only["with_control"] == full["with_control"]
+    assert full["without_control"] is not None and on_only["without_control"] is None
+    assert "colour_accuracy_without_control" not in on_only
+    assert on_only["colour_accuracy_with_control"] == full["colour_accuracy_with_control"]

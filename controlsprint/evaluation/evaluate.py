@@ -52,7 +52,10 @@ def evaluate(
     scale: float = 1.0,
     out: Path | None = None,
     grid_rows: int = 8,
+    without_control: bool = True,
 ) -> dict:
+    """`control`'s metric on `num` held-out scenes, with its ControlNet at `scale` and (unless
+    `without_control` is False, for sweeps that measure it once) at 0, the same seeds otherwise."""
     from controlsprint.data.synth import render_scene, row_seed
     from controlsprint.data.synth.job import ground_truth_conditions
     from controlsprint.errors import UserError
@@ -76,23 +79,26 @@ def evaluate(
         on = core.generate(
             make_request(scene.caption, controls=[Control(control, condition, scale)], **common)
         )[0]
-        off = core.generate(
-            make_request(scene.caption, controls=[Control(control, condition, 0.0)], **common)
-        )[0]
         on_scores.append(metric(condition, on))
-        off_scores.append(metric(condition, off))
         truth_scores.append(metric(condition, scene.image))
-        for store, image in ((colour_on, on), (colour_off, off)):
+        pictures = [(colour_on, on)]
+        if without_control:  # the same scene, seed and sampler with the ControlNet at scale 0
+            off = core.generate(
+                make_request(scene.caption, controls=[Control(control, condition, 0.0)], **common)
+            )[0]
+            off_scores.append(metric(condition, off))
+            pictures.append((colour_off, off))
+        for store, image in pictures:
             correct = largest_shape_colour_correct(scene, image)
             if correct is not None:
                 store.append(correct)
         if len(rows) < grid_rows:
-            rows.append([condition, on, off])
+            rows.append([condition, on, off] if without_control else [condition, on])
     result = {
         "control": control,
         "metric": UNITS[control],
         "with_control": float(np.mean(on_scores)),
-        "without_control": float(np.mean(off_scores)),
+        "without_control": float(np.mean(off_scores)) if without_control else None,
         "ground_truth": float(np.mean(truth_scores)) if np.isfinite(np.mean(truth_scores)) else None,
         "num": num,
         "seed": seed,
@@ -103,7 +109,8 @@ def evaluate(
     }
     if colour_on:
         result["colour_accuracy_with_control"] = float(np.mean(colour_on))
-        result["colour_accuracy_without_control"] = float(np.mean(colour_off))
+        if without_control:
+            result["colour_accuracy_without_control"] = float(np.mean(colour_off))
     if out is not None:
         from controlsprint.imageio import save_png
 
