@@ -20,8 +20,9 @@ CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "ha
 
 # steps per stage. The image model (vae, unet, then the ControlNets and the decoder fine-tune in two
 # one-core lanes) takes about 69 minutes on 2 CPU cores, over the 60 aimed at (VAE 849 s, UNet 1707 s,
-# lanes 1570 s, each measured on its own day: docs/embedded-model.md). The ninth adds the decoder (canny F1 0.42 -> 0.48 through it) and pays
-# for it with gray (700 -> 300 steps: 23.3 dB, 20 is the goal) and hands (300 -> 150; no goal figure).
+# lanes 1570 s, each measured on its own day: docs/embedded-model.md). The ninth build adds the decoder
+# (canny F1 0.42 -> 0.48 through it) and pays for it with gray (700 -> 300 steps: 23.3 dB, 20 is the
+# goal) and hands (300 -> 150; no goal figure).
 STEPS = {
     "vae": 1500,
     "unet": 1500,
@@ -96,7 +97,7 @@ def embedded_stage(stage: str) -> TrainConfig:
             ),
             # Encoded every step: with the text encoder training only the VAE latents could be cached,
             # and their pass (174 s for 16,000 rows) bought no faster steps (1.15 s either way on 2
-            # cores, same losses; twelfth build, docs/embedded-model.md)
+            # cores, same losses; docs/embedded-model.md, 'Towards the hour')
             data=DataSection(path=DATA["mixed"], resolution=128, caption_dropout=0.1, cache_encodings=False),
             optim=OptimSection(learning_rate=1e-3, warmup_steps=200, schedule="cosine", ema_decay=0.999),
             run=_run("unet", STEPS["unet"], 32),
