@@ -38,7 +38,7 @@ def sweep(model: str | None, control: str, gains: list[float], *, num: int, seed
         }
         print(
             f"{control} gain {gain:g}: {result['metric']} {result['with_control']:.3f} "
-            f"(off {result['without_control']:.3f}), colour {result.get('colour_accuracy_with_control')}",
+            f"(off {off:.3f}), colour {result.get('colour_accuracy_with_control')}",
             flush=True,
         )
     return results
