@@ -89,3 +89,19 @@ def test_sample_timesteps_are_uniform_ints_in_range_and_seeded():
     assert t.min() == 0 and t.max() == 49 and len(np.unique(t)) == 50
     again = np.asarray(sample_timesteps(schedule, jax.random.PRNGKey(0), 4096))
     np.testing.assert_array_equal(t, again)
+
+
+def test_cubic_timesteps_favour_high_noise_as_t2i_adapter():
+    import jax
+    import pytest
+
+    schedule = NoiseSchedule()  # 1000 training timesteps
+    t = np.asarray(sample_timesteps(schedule, jax.random.PRNGKey(0), 20000, "cubic"))
+    assert t.dtype == np.int32 and t.min() >= 0 and t.max() == 999
+    # t = (1 - u^3) T: P(t < T/2) = 1 - 0.5^(1/3) = 0.206, the median at 0.875 T (uniform: 0.5, T/2)
+    assert abs(np.mean(t < 500) - 0.206) < 0.01
+    assert abs(np.median(t) - 875) < 10
+    uniform = np.asarray(sample_timesteps(schedule, jax.random.PRNGKey(0), 20000))
+    assert abs(np.mean(uniform < 500) - 0.5) < 0.01
+    with pytest.raises(ValueError, match="timestep bias"):
+        sample_timesteps(schedule, jax.random.PRNGKey(0), 4, "quadratic")

@@ -1,4 +1,5 @@
-"""The denoising loss's options: offset noise (`optim.noise_offset`) and Min-SNR weighting (`optim.snr_gamma`)."""
+"""The denoising loss's options: offset noise (`optim.noise_offset`), Min-SNR weighting (`optim.snr_gamma`),
+the foreground weight and how timesteps are drawn (`optim.timestep_bias`)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,24 @@ def test_foreground_weight_is_a_weighted_mean_over_latent_pixels():
     )
     assert weighted == pytest.approx(per_sample.mean(), rel=1e-5)
     assert weighted != pytest.approx(plain, rel=1e-3)
+
+
+def test_timestep_bias_draws_the_steps_timesteps():
+    """optim.timestep_bias reaches the step: with v-prediction the zero model's loss depends on each
+    sample's timestep, and it is the loss of the cubic draw (rebuilt from the same key), not the uniform."""
+    from controlsprint.schedulers import sample_timesteps, training_target
+
+    schedule = NoiseSchedule(prediction_type="v_prediction")
+    batch, rng = _cached_batch(), jax.random.key(4)
+    frozen = {"empty_text": np.zeros((3, 8), np.float32)}
+    losses = {}
+    for bias in ("uniform", "cubic"):
+        ctx = _context(schedule=schedule, timestep_bias=bias)
+        losses[bias] = float(_denoising_loss(ctx, {}, frozen, batch, rng))
+    _, rng_noise, rng_t, _ = jax.random.split(rng, 4)
+    noise = jax.random.normal(rng_noise, batch["latent_mean"].shape)
+    for bias, loss in losses.items():
+        t = sample_timesteps(schedule, rng_t, 16, bias)
+        target = training_target(schedule, jnp.asarray(batch["latent_mean"]), noise, t)
+        assert loss == pytest.approx(float(jnp.mean(jnp.square(target))), rel=1e-5)
+    assert losses["cubic"] != pytest.approx(losses["uniform"], rel=1e-3)

@@ -47,9 +47,22 @@ def training_target(schedule: NoiseSchedule, x0: jax.Array, noise: jax.Array, t)
     return x0
 
 
-def sample_timesteps(schedule: NoiseSchedule, rng: jax.Array, batch_size: int) -> jax.Array:
-    """Uniform training timesteps in [0, num_train_timesteps), int32, shape (batch_size,)."""
-    return jax.random.randint(rng, (batch_size,), 0, schedule.num_train_timesteps, dtype=jnp.int32)
+def sample_timesteps(
+    schedule: NoiseSchedule, rng: jax.Array, batch_size: int, bias: str = "uniform"
+) -> jax.Array:
+    """Training timesteps in [0, num_train_timesteps), int32, shape (batch_size,).
+
+    bias "uniform": every timestep equally often. "cubic": t = (1 - u^3) T for uniform u, as
+    T2I-Adapter trains its adapters: most samples at high noise, where a picture's layout is decided
+    and a control signal has the most to say (half of them above 0.875 T, one in five below T/2).
+    """
+    if bias == "uniform":
+        return jax.random.randint(rng, (batch_size,), 0, schedule.num_train_timesteps, dtype=jnp.int32)
+    if bias == "cubic":
+        u = jax.random.uniform(rng, (batch_size,))
+        t = jnp.floor((1.0 - u**3) * schedule.num_train_timesteps).astype(jnp.int32)
+        return jnp.clip(t, 0, schedule.num_train_timesteps - 1)
+    raise ValueError(f"timestep bias must be 'uniform' or 'cubic', got {bias!r}")
 
 
 def min_snr_weights(schedule: NoiseSchedule, t, gamma: float) -> jax.Array:

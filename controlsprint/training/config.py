@@ -97,6 +97,9 @@ class OptimSection:
     # Min-SNR weighting (Hang et al. 2023), min(SNR, gamma) / SNR for epsilon targets; 0 = off.
     noise_offset: float = 0.0
     snr_gamma: float = 0.0
+    # How training timesteps are drawn: "uniform", or "cubic", t = (1 - u^3) T as T2I-Adapter trains
+    # its adapters, most samples at high noise where a picture's layout is decided (for ControlNets).
+    timestep_bias: Literal["uniform", "cubic"] = "uniform"
     # UNet and ControlNet modes: weight of the denoising loss on latent pixels covered by foreground
     # (data.foreground_condition), relative to background at 1, as kohya's masked loss. The synth shapes and
     # hands are 8-14 % of the pixels, so with plain MSE (1.0, off) a short run learns the

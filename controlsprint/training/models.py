@@ -180,6 +180,7 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         noise_offset=cfg.optim.noise_offset,
         foreground_weight=cfg.optim.foreground_weight,
         snr_gamma=cfg.optim.snr_gamma,
+        timestep_bias=cfg.optim.timestep_bias,
         train_text_encoder=cfg.model.train_text_encoder,
     )
     return ctx, frozen

@@ -47,6 +47,7 @@ class StepContext:
     vae_decoder_only: bool = False  # vae: the encoder is frozen (its gradient is never formed)
     noise_offset: float = 0.0  # optim.noise_offset: per-sample, per-channel shift of the noise
     snr_gamma: float = 0.0  # optim.snr_gamma: Min-SNR loss weighting; 0 = plain MSE
+    timestep_bias: str = "uniform"  # optim.timestep_bias: how training timesteps are drawn
     foreground_weight: float = 1.0  # optim.foreground_weight: loss weight of foreground latent pixels
     # unet mode, model.train_text_encoder: params are {"unet": ..., "text_encoder": ...}
     train_text_encoder: bool = False
@@ -117,7 +118,7 @@ def _denoising_loss(ctx: StepContext, params, frozen, batch, rng):
         params, text_params = params["unet"], params["text_encoder"]
     latents, mean, text = _encoded_inputs(ctx, frozen, text_params, batch, rng_latent, dropped)
     noise = _training_noise(ctx, rng_noise, latents.shape)
-    t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0])
+    t = sample_timesteps(ctx.schedule, rng_t, latents.shape[0], ctx.timestep_bias)
     noisy = noisy_sample(ctx.schedule, latents, noise, t)
     if ctx.mode == "controlnet":
         down, mid = ctx.modules["controlnet"].apply({"params": params}, noisy, t, text, batch["cond"])
