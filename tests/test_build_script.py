@@ -54,8 +54,8 @@ def test_every_controlnet_and_the_decoder_is_in_exactly_one_lane():
     assert sorted(laned) == sorted((*CONTROLNET_DATA, "decoder"))
 
 
-def test_export_bakes_the_preset_gains(tmp_path):
-    from controlsprint.training.presets import GAINS
+def test_export_bakes_the_preset_gains_and_records_the_guidance(tmp_path):
+    from controlsprint.training.presets import GAINS, GUIDANCE
 
     lines = SCRIPT.read_text().splitlines()
     start = lines.index("args=()")
@@ -70,3 +70,4 @@ def test_export_bakes_the_preset_gains(tmp_path):
     assert gains == [f"{name}={gain:g}" for name, gain in GAINS.items() if gain != 1]
     assert gains, "the presets bake at least one gain"
     assert sum(flag == "--add-controlnet" for flag in args) == len(CONTROLNET_DATA)
+    assert [args[i + 1] for i, flag in enumerate(args) if flag == "--guidance-scale"] == [str(GUIDANCE)]

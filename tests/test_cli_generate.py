@@ -41,6 +41,28 @@ def test_generate_writes_png_with_parameters_and_is_reproducible(cli, model, pho
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
+def test_guidance_defaults_to_the_models_recorded_scale(cli, model, photos, tmp_path):
+    code, _, err = cli(
+        "export", model, "--out", tmp_path / "guided", "--format", "flax", "--guidance-scale", "2.5"
+    )
+    assert code == 0, err
+    used = {}
+    for name, folder, extra in (
+        ("plain", model, ()),
+        ("guided", tmp_path / "guided", ()),
+        ("given", tmp_path / "guided", ("--guidance", "4")),
+    ):
+        args = _args(model, photos, tmp_path / f"{name}.png", *extra)
+        args[args.index("--model") + 1] = folder
+        code, _, err = cli(*args)
+        assert code == 0, err
+        used[name] = json.loads(Image.open(tmp_path / f"{name}.png").text["parameters"])["guidance"]
+    assert used == {"plain": 7.5, "guided": 2.5, "given": 4.0}
+    # the same weights: only the guidance differs, and so do the pictures
+    plain = np.asarray(Image.open(tmp_path / "plain.png"), np.int16)
+    assert np.abs(plain - np.asarray(Image.open(tmp_path / "guided.png"), np.int16)).max() > 0
+
+
 def test_several_images_and_prompts_go_to_a_folder(cli, model, photos, tmp_path):
     args = _args(model, photos, tmp_path / "many", "--num-images", "2", "--prompt", "a blue square")
     code, _, err = cli(*args, "--width", "128", "--height", "128")

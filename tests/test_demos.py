@@ -56,7 +56,7 @@ def test_shared_core_loads_once_for_concurrent_first_requests():
     def load():
         calls.append(1)
         time.sleep(0.2)  # long enough for every thread to arrive while loading
-        return SimpleNamespace(controlnet_names=("canny",))
+        return SimpleNamespace(controlnet_names=("canny",), default_guidance=7.5)
 
     shared = SharedCore(load)
     got = []
@@ -70,6 +70,32 @@ def test_shared_core_loads_once_for_concurrent_first_requests():
     with pytest.raises(UserError, match=r"no 'hands' ControlNet \(it has: canny\); start the demo with --controlnet hands=DIR"):  # fmt: skip
         shared.require("hands")
     assert SharedCore.of(shared) is shared and SharedCore.of(got[0]).get() is got[0]
+
+
+def test_sliders_start_at_the_models_guidance_scale_without_loading_it(tmp_path, cli):
+    """A model folder's recorded guidance_scale (export --guidance-scale) is read from its
+    controlsprint.json, not its weights, so the pages build with their slider at it and nothing loads."""
+    import gradio as gr
+
+    from controlsprint.demos.core import SharedCore
+    from controlsprint.demos.launch import build
+    from controlsprint.models.pipeline import save_pipeline
+    from tests.test_pipeline_folder import tiny_pipeline
+
+    save_pipeline(tmp_path / "plain", tiny_pipeline())
+    code, _, err = cli(
+        "export", tmp_path / "plain", "--out", tmp_path / "guided", "--format", "flax", "--guidance-scale", "2.5"
+    )  # fmt: skip
+    assert code == 0, err
+    for folder, expected in (("guided", 2.5), ("plain", 7.5)):
+        shared = SharedCore.from_model(str(tmp_path / folder))
+        demo = build("canny", shared)
+        sliders = [
+            block.value
+            for block in demo.blocks.values()
+            if isinstance(block, gr.Slider) and block.label == "Guidance scale"
+        ]
+        assert shared.guidance == expected and sliders == [expected] and not shared.loaded
 
 
 def test_working_size_keeps_aspect_and_rounds_to_the_model_blocks():

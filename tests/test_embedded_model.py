@@ -59,6 +59,18 @@ def test_embedded_controlnets_carry_the_preset_gains(core):
     assert core.pipeline.meta["controlnet_gains"] == GAINS  # what the build script baked in at export
 
 
+def test_embedded_model_records_the_preset_guidance_scale_and_eval_uses_it(core):
+    from controlsprint.evaluation.evaluate import evaluate
+    from controlsprint.training.presets import GUIDANCE
+
+    assert core.default_guidance == GUIDANCE == core.pipeline.meta["guidance_scale"]
+    default = evaluate(core, "canny", num=1, steps=4, without_control=False)
+    given = evaluate(core, "canny", num=1, steps=4, guidance=GUIDANCE, without_control=False)
+    other = evaluate(core, "canny", num=1, steps=4, guidance=7.5, without_control=False)
+    assert default["guidance"] == GUIDANCE and default["with_control"] == given["with_control"]
+    assert other["with_control"] != default["with_control"]
+
+
 def test_generation_is_deterministic_and_seeded(core):
     from controlsprint.inference import make_request
 

@@ -230,3 +230,35 @@ def test_bad_controlnet_gains_are_named(saved, tmp_path, cli, value, message):
     code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--controlnet-gain", value)
     assert code != 0 and not (tmp_path / "bad").exists()
     assert err.strip() == f"controlsprint export: error: {message}"
+
+
+def test_export_records_the_guidance_scale_every_command_defaults_to(saved, tmp_path, cli):
+    from controlsprint.inference.core import InferenceCore
+    from controlsprint.models.pipeline import DEFAULT_GUIDANCE, model_guidance
+
+    _, folder = saved
+    assert load_pipeline(folder).default_guidance == DEFAULT_GUIDANCE == model_guidance(folder) == 7.5
+    code, _, err = cli("export", folder, "--out", tmp_path / "g", "--format", "flax", "--guidance-scale", "3")
+    assert code == 0, err
+    guided = load_pipeline(tmp_path / "g")
+    assert guided.meta["guidance_scale"] == 3.0 and model_guidance(tmp_path / "g") == 3.0
+    assert InferenceCore(guided).default_guidance == 3.0
+    # kept by a later export of that folder, replaced by a new value
+    code, _, err = cli("export", tmp_path / "g", "--out", tmp_path / "g2", "--format", "flax")
+    assert code == 0, err
+    assert load_pipeline(tmp_path / "g2").default_guidance == 3.0
+    code, _, err = cli(
+        "export", tmp_path / "g", "--out", tmp_path / "g3", "--format", "flax", "--guidance-scale", "6.5"
+    )  # fmt: skip
+    assert code == 0, err
+    assert load_pipeline(tmp_path / "g3").default_guidance == 6.5
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "101"])
+def test_bad_guidance_scales_are_named(saved, tmp_path, cli, value):
+    _, folder = saved
+    code, _, err = cli("export", folder, "--out", tmp_path / "bad", "--guidance-scale", value)
+    assert code != 0 and not (tmp_path / "bad").exists()
+    assert err.strip() == (
+        f"controlsprint export: error: --guidance-scale {float(value)}: must be a number from 0 to 100"
+    )

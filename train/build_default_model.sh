@@ -70,6 +70,8 @@ while read -r gain; do
   args+=(--controlnet-gain "$gain")
 done < <(python -c 'from controlsprint.training.presets import GAINS
 print("\n".join(f"{name}={gain:g}" for name, gain in GAINS.items() if gain != 1))')
+# and the guidance scale every command samples it at by default (presets.GUIDANCE)
+args+=(--guidance-scale "$(python -c 'from controlsprint.training.presets import GUIDANCE; print(GUIDANCE)')")
 controlsprint export runs/default/unet/export/pipeline "${args[@]}" --format flax --half \
   --vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal \
   --base-model controlsprint/tiny-sd --out "$target" --overwrite

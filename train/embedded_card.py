@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from controlsprint.inference import VIDEO_HINT_STRENGTH
-from controlsprint.training.presets import CONTROLNET_DATA, GAINS, LANES, embedded_stage
+from controlsprint.training.presets import CONTROLNET_DATA, GAINS, GUIDANCE, LANES, embedded_stage
 
 STAGES = ("vae", "unet", *CONTROLNET_DATA, "decoder", "video")
 SCRIPT = Path(__file__).with_name("build_default_model.sh")
@@ -46,7 +46,7 @@ def _build_commands() -> list[str]:
         ),
         "wait",
         "controlsprint train default-video",
-        f"controlsprint export runs/default/unet/export/pipeline {adds}{gains} "
+        f"controlsprint export runs/default/unet/export/pipeline {adds}{gains} --guidance-scale {GUIDANCE:g} "
         "--vae runs/default/decoder/export/pipeline/vae --add-temporal runs/default/video/export/pipeline/temporal "
         "--format flax --half "
         "--base-model controlsprint/tiny-sd --out controlsprint/embedded/tiny-sd --overwrite",
@@ -131,7 +131,10 @@ def _gains_line() -> str:
     return (
         f"ControlNet gains baked into the weights at export (`--controlnet-gain`): {baked}; so scale 1 acts "
         "as those conditioning scales did on the trained weights. Each is the best for its metric on "
-        "calibration scenes (seed 20000, not the eval seed; `python bench/controlnet_gain.py`)."
+        "calibration scenes (seed 20000, not the eval seed; `python bench/controlnet_gain.py`, at CFG 5). "
+        f"Classifier-free guidance scale recorded at export (`--guidance-scale`): {GUIDANCE:g}, what "
+        "`generate`, `eval` and the image demos use when none is given; chosen on the same calibration "
+        "scenes (`python bench/guidance_sweep.py`: every control holds better at low guidance)."
     )
 
 

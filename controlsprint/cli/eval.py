@@ -40,7 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, default=16, metavar="N", help="number of scenes (default 16)")
     parser.add_argument("--seed", type=int, default=10_000, metavar="S", help="scene seed (default 10000)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="sampler steps (default 20)")
-    parser.add_argument("--guidance", type=float, default=5.0, metavar="G", help="CFG scale (default 5)")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help="CFG scale (default: the model's guidance_scale, else 7.5; video: 5)",
+    )
     parser.add_argument(
         "--scale",
         type=float,

@@ -19,7 +19,8 @@ examples:
       --format flax --half --out my-model
   controlsprint export my-model --add-temporal runs/video/export/pipeline/temporal --format flax --out my-video-model
   controlsprint export my-model --vae runs/decoder/export/pipeline/vae --format flax --out my-sharper-model
-  controlsprint export my-model --controlnet-gain canny=2.5 --format flax --out my-firmer-model"""
+  controlsprint export my-model --controlnet-gain canny=2.5 --format flax --out my-firmer-model
+  controlsprint export my-model --guidance-scale 2.5 --format flax --out my-model-at-cfg-2.5"""
 USES_JAX = True
 
 
@@ -57,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=G",
         help="scale ControlNet NAME's residuals by G in its weights (what generate --scale NAME=G does at run time)",
     )
+    parser.add_argument(
+        "--guidance-scale",
+        type=float,
+        metavar="G",
+        help="the CFG scale generate, eval and the demos default to for this pipeline (else 7.5)",
+    )
     parser.add_argument("--half", action="store_true", help="store weights as float16 (half the size)")
 
 
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         add_temporal=args.add_temporal,
         vae=args.vae,
         controlnet_gains=parse_assignments(args.controlnet_gain, "--controlnet-gain", float),
+        guidance_scale=args.guidance_scale,
         storage_dtype="float16" if args.half else "float32",
     )
     print(f"exported {args.checkpoint} -> {out} ({args.fmt})")

@@ -44,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--controlnet", action="append", metavar="NAME=DIR", help="load an extra ControlNet")
     parser.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm", "euler"))
     parser.add_argument("--steps", type=int, default=20, metavar="N")
-    parser.add_argument("--guidance", type=float, default=7.5, metavar="G", help="classifier-free guidance")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        metavar="G",
+        help="classifier-free guidance (default: the model's guidance_scale, else 7.5)",
+    )
     parser.add_argument("--scale", action="append", metavar="NAME=S", help="ControlNet conditioning scale")
     parser.add_argument(
         "--start", action="append", metavar="NAME=F", help="fraction of steps where it starts"
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     starts = parse_assignments(args.start, "--start", float)
     ends = parse_assignments(args.end, "--end", float)
     core = load_core(args.model, parse_assignments(args.controlnet, "--controlnet"))
+    guidance = core.default_guidance if args.guidance is None else args.guidance
     sizes = [s for s in (args.width, args.height) if s]
     conditions = _conditions(args, min(sizes) if sizes else core.native_size)
     named = {name for name, _, _ in conditions}
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         height=args.height,
         width=args.width,
         steps=args.steps,
-        guidance=args.guidance,
+        guidance=guidance,
         scheduler=args.scheduler,
         seed=args.seed,
         num_images=args.num_images,
@@ -161,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         ],
         "scheduler": args.scheduler,
         "steps": args.steps,
-        "guidance": args.guidance,
+        "guidance": guidance,
         "init_image": args.init_image,
         "strength": args.strength if args.init_image else None,
         "mask": args.mask,

@@ -53,7 +53,7 @@ def create_demo(core) -> gr.Blocks:
                 with gr.Row():
                     low = gr.Slider(0, 255, value=100, step=1, label="Low threshold")
                     high = gr.Slider(0, 255, value=200, step=1, label="High threshold")
-                panel = ui.SettingsPanel("canny", PROMPT)
+                panel = ui.SettingsPanel("canny", PROMPT, guidance=shared.guidance)
                 with gr.Row():
                     show = gr.Button("Show edges")
                     run = gr.Button("Generate", variant="primary", elem_id="canny-generate")

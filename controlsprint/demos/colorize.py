@@ -63,7 +63,7 @@ def create_demo(core) -> gr.Blocks:
                 full_size = gr.Checkbox(
                     True, label="Keep the photo's size and detail (take only the colours from the model)"
                 )
-                panel = ui.SettingsPanel("colorize", PROMPT)
+                panel = ui.SettingsPanel("colorize", PROMPT, guidance=shared.guidance)
                 with gr.Row():
                     show = gr.Button("Show grayscale")
                     run = gr.Button("Colorize", variant="primary", elem_id="colorize-generate")

@@ -12,13 +12,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlsprint.errors import UserError
+from controlsprint.models.pipeline import DEFAULT_GUIDANCE
 
 
 class SharedCore:
-    """An `InferenceCore` made by `loader()` on first use, then shared by every caller."""
+    """An `InferenceCore` made by `loader()` on first use, then shared by every caller. `guidance` is
+    the model's CFG scale, known before the load (read from its controlsprint.json), so the apps' sliders
+    can start at it."""
 
-    def __init__(self, loader: Callable[[], Any]):
+    def __init__(self, loader: Callable[[], Any], guidance: float = DEFAULT_GUIDANCE):
         self._loader = loader
+        self.guidance = guidance
         self._core = None
         self._lock = threading.Lock()
 
@@ -26,19 +30,21 @@ class SharedCore:
     def from_model(cls, model: str | None = None, controlnets: Mapping[str, str] | None = None) -> SharedCore:
         """The core for a model folder (None: $CONTROLSPRINT_MODEL, else the embedded default model)."""
 
+        from controlsprint.models.pipeline import model_guidance
+
         def load():
             from controlsprint.inference.loading import load_core
 
             return load_core(model, controlnets)
 
-        return cls(load)
+        return cls(load, model_guidance(model))
 
     @classmethod
     def of(cls, core: Any) -> SharedCore:
         """`core` itself if it is a SharedCore, else a SharedCore around a loaded `InferenceCore`."""
         if isinstance(core, SharedCore):
             return core
-        shared = cls(lambda: core)
+        shared = cls(lambda: core, core.default_guidance)
         shared._core = core
         return shared
 

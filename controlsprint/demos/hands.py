@@ -54,7 +54,7 @@ def create_demo(core) -> gr.Blocks:
                     "Photo", sources=("upload", "webcam", "clipboard"), elem_id="hands-input"
                 )
                 confidence = gr.Slider(0.05, 1.0, value=0.5, step=0.05, label="Detection confidence")
-                panel = ui.SettingsPanel("hands", PROMPT)
+                panel = ui.SettingsPanel("hands", PROMPT, guidance=shared.guidance)
                 with gr.Row():
                     show = gr.Button("Show skeleton")
                     run = gr.Button("Generate", variant="primary", elem_id="hands-generate")

@@ -73,7 +73,7 @@ def create_demo(core) -> gr.Blocks:
                     sources=("upload", "webcam", "clipboard"),
                 )
                 strength = gr.Slider(0.3, 1.0, value=1.0, step=0.05, label="Repaint strength")
-                panel = ui.SettingsPanel("interior", PROMPT)
+                panel = ui.SettingsPanel("interior", PROMPT, guidance=shared.guidance)
                 with gr.Row():
                     show = gr.Button("Show segmentation")
                     run = gr.Button("Redesign", variant="primary", elem_id="interior-generate")

@@ -72,7 +72,7 @@ def create_demo(core) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 photo = ui.image_upload("Photo", elem_id="sam-input")
-                panel = ui.SettingsPanel("sam", PROMPT)
+                panel = ui.SettingsPanel("sam", PROMPT, guidance=shared.guidance)
                 with gr.Row():
                     show = gr.Button("Segment")
                     run = gr.Button("Generate", variant="primary", elem_id="sam-generate")

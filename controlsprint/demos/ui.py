@@ -243,13 +243,13 @@ class Settings:
 class SettingsPanel:
     """The prompt box plus an accordion of generation settings; `.inputs` in `Settings` field order."""
 
-    def __init__(self, app: str, prompt: str, *, negative_prompt: str = ""):
+    def __init__(self, app: str, prompt: str, *, guidance: float, negative_prompt: str = ""):
         self.prompt = gr.Textbox(prompt, label="Prompt", lines=2, elem_id=f"{app}-prompt")
         with gr.Accordion("Generation settings", open=False, elem_id=f"{app}-settings"):
             self.negative_prompt = gr.Textbox(negative_prompt, label="Negative prompt")
             with gr.Row():
                 self.steps = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id=f"{app}-steps")
-                self.guidance = gr.Slider(0.0, 20.0, value=7.5, step=0.5, label="Guidance scale")
+                self.guidance = gr.Slider(0.0, 20.0, value=guidance, step=0.5, label="Guidance scale")
             with gr.Row():
                 self.control_scale = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Control strength")
                 self.seed = gr.Number(0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed")

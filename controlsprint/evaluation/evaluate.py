@@ -48,14 +48,15 @@ def evaluate(
     num: int = 16,
     seed: int = EVAL_SEED,
     steps: int = 20,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     scale: float = 1.0,
     out: Path | None = None,
     grid_rows: int = 8,
     without_control: bool = True,
 ) -> dict:
     """`control`'s metric on `num` held-out scenes, with its ControlNet at `scale` and (unless
-    `without_control` is False, for sweeps that measure it once) at 0, the same seeds otherwise."""
+    `without_control` is False, for sweeps that measure it once) at 0, the same seeds otherwise.
+    `guidance` None: the model's own CFG scale (`core.default_guidance`), as generate and the demos use."""
     from controlsprint.data.synth import render_scene, row_seed
     from controlsprint.data.synth.job import ground_truth_conditions
     from controlsprint.errors import UserError
@@ -69,6 +70,7 @@ def evaluate(
             f"--control {control}: the model has no ControlNet named '{control}' ({', '.join(core.controlnet_names) or 'none'})"
         )
     size = core.native_size
+    guidance = core.default_guidance if guidance is None else guidance
     metric = metric_for(control)
     extractors: dict = {}
     on_scores, off_scores, truth_scores, colour_on, colour_off, rows = [], [], [], [], [], []

@@ -48,6 +48,9 @@ def held_out_clips(num: int, seed: int, size: int, frames: int) -> dict:
     }
 
 
+VIDEO_GUIDANCE = 5.0
+
+
 def evaluate_video(
     core,
     *,
@@ -55,7 +58,7 @@ def evaluate_video(
     seed: int = EVAL_SEED,
     frames: int = 8,
     steps: int = 20,
-    guidance: float = 5.0,
+    guidance: float | None = None,
     out: Path | None = None,
     grid_clips: int = 4,
 ) -> dict:
@@ -68,6 +71,9 @@ def evaluate_video(
     if not core.has_video:
         raise UserError("--control video: the model has no temporal layers (a temporal/ folder)")
     examples = held_out_clips(num, seed, core.native_size, frames)
+    # the video commands' own default (generate-video, the video demo): the image model's scale is
+    # chosen for its ControlNets, the temporal layers were measured at 5
+    guidance = VIDEO_GUIDANCE if guidance is None else guidance
     common = {"steps": steps, "seed": seed, "guidance": guidance}
     with_temporal = generate_clips(core, examples, **common)
     trained = core.pipeline.temporal.params

@@ -91,6 +91,11 @@ class InferenceCore:
             self._params[kind] = placed
 
     @property
+    def default_guidance(self) -> float:
+        """The model's CFG scale (its controlsprint.json "guidance_scale", else 7.5)."""
+        return self.pipeline.default_guidance
+
+    @property
     def native_size(self) -> int:
         return self.pipeline.unet.config.sample_size * self.pipeline.vae.config.downscale
 

@@ -138,6 +138,7 @@ def export(
     add_temporal: str | Path | None = None,
     vae: str | Path | None = None,
     controlnet_gains: dict[str, float] | None = None,
+    guidance_scale: float | None = None,
     storage_dtype: str = "float32",
 ) -> Path:
     """Export a ControlNet component folder or a pipeline folder to `out`; returns `out`.
@@ -146,8 +147,9 @@ def export(
     model gathers its separately trained ControlNets); `add_temporal` likewise adds a video model's
     temporal layers (a `temporal/` folder); `vae` replaces the pipeline's VAE with a compatible one
     (the same latents, e.g. after `model.vae_part=decoder`); `controlnet_gains` {name: g} scales a
-    ControlNet's residuals by g in its weights (see `with_controlnet_gains`); `storage_dtype="float16"` halves
-    the files.
+    ControlNet's residuals by g in its weights (see `with_controlnet_gains`); `guidance_scale` records
+    the CFG scale the model is meant to be sampled at (`Pipeline.default_guidance`);
+    `storage_dtype="float16"` halves the files.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     formats = _formats(fmt)
@@ -160,6 +162,10 @@ def export(
     meta = read_meta(checkpoint)
     if base_model:
         meta["base_model"] = base_model
+    if guidance_scale is not None:
+        if not (math.isfinite(guidance_scale) and 0 <= guidance_scale <= 100):
+            raise UserError(f"--guidance-scale {guidance_scale}: must be a number from 0 to 100")
+        meta["guidance_scale"] = float(guidance_scale)
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     is_pipeline = (checkpoint / "model_index.json").is_file()
@@ -168,6 +174,7 @@ def export(
         ("--add-temporal", add_temporal),
         ("--vae", vae),
         ("--controlnet-gain", controlnet_gains),
+        ("--guidance-scale", guidance_scale is not None),
     ):
         if given and not is_pipeline:
             raise UserError(f"{flag} needs a pipeline folder; {checkpoint} has no model_index.json")

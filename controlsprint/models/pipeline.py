@@ -37,6 +37,28 @@ class Pipeline:
     def with_controlnets(self, extra: Mapping[str, Component]) -> Pipeline:
         return dataclasses.replace(self, controlnets={**self.controlnets, **extra})
 
+    @property
+    def default_guidance(self) -> float:
+        return guidance_of(self.meta)
+
+
+# diffusers' Stable Diffusion pipelines' default classifier-free guidance scale
+DEFAULT_GUIDANCE = 7.5
+
+
+def guidance_of(meta: Mapping[str, Any]) -> float:
+    """The CFG scale a model is meant to be sampled at: its `controlsprint.json` "guidance_scale" (set by
+    `controlsprint export --guidance-scale`), else diffusers' 7.5. Every command and demo uses it when
+    no guidance is given, so a model whose control holds best at a lower scale ships that scale."""
+    return float(meta.get("guidance_scale", DEFAULT_GUIDANCE))
+
+
+def model_guidance(folder: str | Path | None) -> float:
+    """`guidance_of` a model folder's meta, without loading its weights (None: the default model)."""
+    from controlsprint.models.default import resolve_model_dir
+
+    return guidance_of(read_meta(resolve_model_dir(folder)))
+
 
 def read_meta(folder: Path) -> dict:
     return read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}

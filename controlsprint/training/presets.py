@@ -49,6 +49,12 @@ CONTROLNET_LEARNING_RATES = {"canny": 1e-3}
 # not eval's 10000: `python bench/controlnet_gain.py`, docs/embedded-model.md). Briefly trained
 # ControlNets steer too softly at 1 (their zero convolutions have not grown to full strength).
 GAINS = {"canny": 2.0, "segment": 1.5, "gray": 3.5, "hands": 1.5}
+# The classifier-free guidance scale recorded in the export (`controlsprint export --guidance-scale`), what
+# generate, eval and the image demos use when none is given. Chosen on the calibration scenes with the
+# gains above (`python bench/guidance_sweep.py`): lower guidance pulls the pictures less off their
+# control (canny F1 0.618 at diffusers' 7.5, 0.689 at 5, 0.752 at 2.5, 0.756 at 2; segment and gray
+# also best at 2-2.5), and 2.5 keeps more of the caption's colours than 2 (canny's 38 % against 31 %).
+GUIDANCE = 2.5
 
 
 def _run(stage: str, steps: int, batch: int, **extra) -> RunSection:
