@@ -262,3 +262,18 @@ def test_bad_guidance_scales_are_named(saved, tmp_path, cli, value):
     assert err.strip() == (
         f"controlsprint export: error: --guidance-scale {float(value)}: must be a number from 0 to 100"
     )
+
+
+@pytest.mark.parametrize(
+    "flag", [("--guidance-scale", "3"), ("--controlnet-gain", "canny=2"), ("--vae", "somewhere")]
+)
+def test_pipeline_only_flags_refuse_a_controlnet_folder(saved, tmp_path, cli, flag):
+    from controlsprint.models.pipeline import save_controlnet
+
+    pipe, _ = saved
+    save_controlnet(tmp_path / "cn", pipe.controlnets["canny"], "canny", fmt="flax")
+    code, _, err = cli("export", tmp_path / "cn", "--out", tmp_path / "out", *flag)
+    assert code != 0 and not (tmp_path / "out").exists()
+    assert err.strip() == (
+        f"controlsprint export: error: {flag[0]} needs a pipeline folder; {tmp_path / 'cn'} has no model_index.json"
+    )
