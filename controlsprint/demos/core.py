@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlsprint.errors import UserError
-from controlsprint.models.pipeline import DEFAULT_GUIDANCE
+from controlsprint.models.pipeline import DEFAULT_GUIDANCE, model_guidance
 
 
 class SharedCore:
@@ -29,8 +29,6 @@ class SharedCore:
     @classmethod
     def from_model(cls, model: str | None = None, controlnets: Mapping[str, str] | None = None) -> SharedCore:
         """The core for a model folder (None: $CONTROLSPRINT_MODEL, else the embedded default model)."""
-
-        from controlsprint.models.pipeline import model_guidance
 
         def load():
             from controlsprint.inference.loading import load_core
