@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scheduler", default="ddim", choices=("ddim", "dpm", "euler"))
     parser.add_argument("--steps", type=int, default=20, metavar="N")
-    parser.add_argument("--guidance", type=float, default=5.0, metavar="G", help="classifier-free guidance")
+    parser.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance (default 5)")
     parser.add_argument("--seed", type=int, default=0, metavar="S")
     parser.add_argument("--width", type=int, metavar="W")
     parser.add_argument("--height", type=int, metavar="H")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from controlsprint.clipio import clip_suffix, save_clip
     from controlsprint.errors import UserError
     from controlsprint.imageio import load_image, save_png
-    from controlsprint.inference import VIDEO_HINT_STRENGTH, make_request
+    from controlsprint.inference import VIDEO_GUIDANCE, VIDEO_HINT_STRENGTH, make_request
     from controlsprint.inference.loading import load_core
 
     clip_suffix(args.out)  # a bad --out fails before the model loads
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         height=args.height,
         width=args.width,
         steps=args.steps,
-        guidance=args.guidance,
+        guidance=VIDEO_GUIDANCE if args.guidance is None else args.guidance,
         scheduler=args.scheduler,
         seed=args.seed,
     )
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             "frames": args.frames,
             "seed": args.seed,
             "steps": args.steps,
-            "guidance": args.guidance,
+            "guidance": request.guidance,
             "scheduler": args.scheduler,
             "model": str(core.pipeline.folder),
             "software": f"controlsprint {__version__}",

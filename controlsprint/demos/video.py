@@ -147,6 +147,7 @@ def make_clip(core, settings: ClipSettings, hint: np.ndarray, size: tuple[int, i
 def create_demo(core) -> gr.Blocks:
     """The video app over `core` (an `InferenceCore` or a `SharedCore`)."""
     from controlsprint.conditions.base import resize_rgb
+    from controlsprint.inference import VIDEO_GUIDANCE
 
     shared = SharedCore.of(core)
     clips = ClipFolder()
@@ -188,7 +189,9 @@ def create_demo(core) -> gr.Blocks:
                     negative_prompt = gr.Textbox("", label="Negative prompt")
                     with gr.Row():
                         steps = gr.Slider(1, 100, value=20, step=1, label="Steps", elem_id="video-steps")
-                        guidance = gr.Slider(0.0, 20.0, value=5.0, step=0.5, label="Guidance scale")
+                        guidance = gr.Slider(
+                            0.0, 20.0, value=VIDEO_GUIDANCE, step=0.5, label="Guidance scale"
+                        )
                     seed = gr.Number(0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed")
                 with gr.Row():
                     show = gr.Button("Show first frame")

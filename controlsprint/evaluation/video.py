@@ -48,9 +48,6 @@ def held_out_clips(num: int, seed: int, size: int, frames: int) -> dict:
     }
 
 
-VIDEO_GUIDANCE = 5.0
-
-
 def evaluate_video(
     core,
     *,
@@ -66,14 +63,13 @@ def evaluate_video(
 
     from controlsprint.errors import UserError
     from controlsprint.evaluation.motion import clip_scores
+    from controlsprint.inference import VIDEO_GUIDANCE
     from controlsprint.training.validate import grid
 
     if not core.has_video:
         raise UserError("--control video: the model has no temporal layers (a temporal/ folder)")
     examples = held_out_clips(num, seed, core.native_size, frames)
-    # the video commands' own default (generate-video, the video demo): the image model's scale is
-    # chosen for its ControlNets, the temporal layers were measured at 5
-    guidance = VIDEO_GUIDANCE if guidance is None else guidance
+    guidance = VIDEO_GUIDANCE if guidance is None else guidance  # as generate-video and the demo
     common = {"steps": steps, "seed": seed, "guidance": guidance}
     with_temporal = generate_clips(core, examples, **common)
     trained = core.pipeline.temporal.params

@@ -1,8 +1,14 @@
 """The shared inference core: `InferenceCore(pipeline).generate(make_request(...))`."""
 
-from controlsprint.inference.request import VIDEO_HINT_STRENGTH, Control, Request, make_request
+from controlsprint.inference.request import (
+    VIDEO_GUIDANCE,
+    VIDEO_HINT_STRENGTH,
+    Control,
+    Request,
+    make_request,
+)
 
-__all__ = ["VIDEO_HINT_STRENGTH", "Control", "InferenceCore", "Request", "make_request"]
+__all__ = ["VIDEO_GUIDANCE", "VIDEO_HINT_STRENGTH", "Control", "InferenceCore", "Request", "make_request"]
 
 
 def __getattr__(name: str):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from controlsprint.errors import UserError
+from controlsprint.models.pipeline import DEFAULT_GUIDANCE
 from controlsprint.schedulers import SCHEDULER_NAMES
 
 
@@ -31,6 +32,9 @@ class Control:
 # way, so the embedded video model's clips keep their hint's layout and colours (from pure noise its free
 # frames drift to whatever its image UNet draws; docs/video.md has the figures per strength).
 VIDEO_HINT_STRENGTH = 0.6
+# ... and their guidance scale (the video model's figures were measured at it; the image commands use
+# the model's recorded scale, chosen for its ControlNets)
+VIDEO_GUIDANCE = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Request:
     height: int | None = None  # default: the first condition's size, else the model's native size
     width: int | None = None
     steps: int = 20
-    guidance: float = 7.5  # classifier-free guidance runs when > 1
+    guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance runs when > 1
     scheduler: str = "ddim"
     seed: int = 0
     num_images: int = 1  # per prompt
