@@ -109,6 +109,7 @@ class OursStep:
         import time
 
         import jax
+        import jax.numpy as jnp
 
         from controlsprint.training import encodings
         from controlsprint.training import sharding as shd
@@ -142,6 +143,7 @@ class OursStep:
                 state_sharding,
                 {k: shd.batch_sharding(mesh) for k in batch},
                 shd.replicated(mesh),
+                shd.replicated(mesh),
             ),
             out_shardings=(state_sharding, shd.replicated(mesh)),
             donate_argnums=0,
@@ -149,7 +151,8 @@ class OursStep:
         self.batch = shd.global_batch(mesh, batch)
         self.base_key = jax.random.key(cfg.run.seed)
         self.steps_taken = 0
-        self.compiled = step_fn.lower(self.state, self.batch, self.rng(0)).compile()
+        self.learning_rate = jnp.float32(cfg.optim.learning_rate)  # the peak rate every timed step
+        self.compiled = step_fn.lower(self.state, self.batch, self.rng(0), self.learning_rate).compile()
         self.flops = flops_of(self.compiled)
 
     def rng(self, step: int):
@@ -160,7 +163,9 @@ class OursStep:
     def run(self, steps: int) -> dict:
         metrics = None
         for _ in range(steps):
-            self.state, metrics = self.compiled(self.state, self.batch, self.rng(self.steps_taken))
+            self.state, metrics = self.compiled(
+                self.state, self.batch, self.rng(self.steps_taken), self.learning_rate
+            )
             self.steps_taken += 1
         return ready((self.state, metrics))[1]
 

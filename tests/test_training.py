@@ -46,7 +46,7 @@ def _context_and_state(data, mode: str):
     from controlsprint.data.reader import ShardedDataset
     from controlsprint.schedulers import from_diffusers_config
     from controlsprint.training.models import starting_point
-    from controlsprint.training.optim import make_optimizer
+    from controlsprint.training.optim import learning_rates, make_optimizer
     from controlsprint.training.step import StepContext, init_state, train_step
 
     cfg = load_train_config("tiny", [f"data.path={data}", f"model.mode={mode}", "optim.learning_rate=1e-3"])
@@ -67,7 +67,7 @@ def _context_and_state(data, mode: str):
         modules=modules,
         schedule=from_diffusers_config(pipe.scheduler_config),
         scaling_factor=pipe.vae.config.scaling_factor,
-        optimizer=make_optimizer(cfg.optim, 10),
+        optimizer=make_optimizer(cfg.optim),
         caption_dropout=0.1,
         empty_ids=pipe.tokenizer([""])[0],
     )
@@ -78,7 +78,12 @@ def _context_and_state(data, mode: str):
         "cond": raw["conditioning_pixel_values"],
     }
     state = init_state(ctx, start.trainable.params, frozen)
-    return jax.jit(functools.partial(train_step, ctx)), state, batch
+    jitted, rates = jax.jit(functools.partial(train_step, ctx)), learning_rates(cfg.optim, 10)
+
+    def step(state, batch, rng):  # as the trainer: the rate of the step the state is at
+        return jitted(state, batch, rng, rates[int(state.step)])
+
+    return step, state, batch
 
 
 @pytest.mark.parametrize("mode", ["controlnet", "unet"])

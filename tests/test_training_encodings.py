@@ -15,6 +15,7 @@ from controlsprint.data.reader import ShardedDataset
 from controlsprint.training import encodings
 from controlsprint.training import sharding as shd
 from controlsprint.training.models import initial_params, starting_point, step_context
+from controlsprint.training.optim import learning_rates
 from controlsprint.training.step import init_state, train_step
 from tests.training_helpers import exported_params, make_dataset, max_difference, train_args
 
@@ -49,6 +50,7 @@ def test_cached_step_equals_the_step_that_encodes(data, mode):
     cached and the step encodes the captions through the weights it is training."""
     cfg, dataset, start = _setup(data, mode)
     ctx, frozen = step_context(cfg, start)
+    rates = learning_rates(cfg.optim, cfg.run.steps)
     mesh = shd.make_mesh(cfg.mesh)
     cache = encodings.encode_dataset(ctx, frozen, dataset, cfg, start.pipeline.tokenizer, mesh)
     assert cache.latent_mean.shape[0] == len(dataset)
@@ -70,7 +72,7 @@ def test_cached_step_equals_the_step_that_encodes(data, mode):
         step = jax.jit(functools.partial(train_step, ctx))
         losses = []
         for i in range(3):
-            state, metrics = step(state, batch, jax.random.key(i))
+            state, metrics = step(state, batch, jax.random.key(i), rates[i])
             losses.append(float(metrics["loss"]))
         runs[name] = (losses, state.params)
     np.testing.assert_allclose(runs["cached"][0], runs["plain"][0], rtol=1e-5)

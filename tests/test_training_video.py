@@ -181,7 +181,7 @@ def test_loss_decreases_on_a_fixed_batch_and_image_parts_stay_frozen(clips):
     """30 steps on one batch with one noise draw: the temporal layers alone can fit it."""
     from controlsprint.data.reader import ShardedDataset
     from controlsprint.schedulers import from_diffusers_config
-    from controlsprint.training.optim import make_optimizer
+    from controlsprint.training.optim import learning_rates, make_optimizer
     from controlsprint.training.step import StepContext, init_state, train_step
 
     start = _starting_point(clips, "optim.learning_rate=1e-3")
@@ -197,7 +197,7 @@ def test_loss_decreases_on_a_fixed_batch_and_image_parts_stay_frozen(clips):
         },
         schedule=from_diffusers_config(pipe.scheduler_config),
         scaling_factor=pipe.vae.config.scaling_factor,
-        optimizer=make_optimizer(cfg.optim, 30),
+        optimizer=make_optimizer(cfg.optim),
         caption_dropout=0.0,
         empty_ids=pipe.tokenizer([""])[0],
         hint_dropout=0.0,
@@ -208,10 +208,10 @@ def test_loss_decreases_on_a_fixed_batch_and_image_parts_stay_frozen(clips):
     frozen = {"vae": pipe.vae.params, "text_encoder": pipe.text_encoder.params, "unet": pipe.unet.params}
     state = init_state(ctx, start.trainable.params, frozen)
     frozen_before, params_before = _flat(state.frozen), _flat(state.params)
-    step = jax.jit(functools.partial(train_step, ctx))
+    step, rates = jax.jit(functools.partial(train_step, ctx)), learning_rates(cfg.optim, 30)
     losses = []
-    for _ in range(30):
-        state, metrics = step(state, batch, jax.random.key(0))  # the same noise and timesteps each step
+    for i in range(30):  # the same noise and timesteps each step
+        state, metrics = step(state, batch, jax.random.key(0), rates[i])
         assert bool(metrics["finite"])
         losses.append(float(metrics["loss"]))
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses

@@ -170,7 +170,7 @@ def step_context(cfg: TrainConfig, start: StartingPoint) -> tuple:
         modules=modules,
         schedule=from_diffusers_config(pipeline.scheduler_config),
         scaling_factor=float(pipeline.vae.config.scaling_factor),
-        optimizer=make_optimizer(cfg.optim, cfg.run.steps, frozen_parts, flat=flat_optimizer),
+        optimizer=make_optimizer(cfg.optim, frozen_parts, flat=flat_optimizer),
         caption_dropout=cfg.data.caption_dropout,
         empty_ids=pipeline.tokenizer([""])[0],
         grad_accum=cfg.optim.grad_accum,

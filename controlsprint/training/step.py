@@ -1,4 +1,4 @@
-"""The train state and the one pure `train_step(state, batch, rng) -> (state, metrics)`.
+"""The train state and the one pure `train_step(state, batch, rng, learning_rate) -> (state, metrics)`.
 
 `StepContext` holds everything static (modules, noise schedule, optimiser, settings); the trainer
 binds it with `functools.partial` and jits the result once, with explicit shardings and the state
@@ -204,10 +204,15 @@ def ema_decay_at(decay: float, step):
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
-def train_step(ctx: StepContext, state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
-    """One optimiser step. A non-finite loss leaves the state unchanged (metrics say so)."""
+def train_step(
+    ctx: StepContext, state: TrainState, batch: dict, rng: jax.Array, learning_rate: jax.Array
+) -> tuple[TrainState, dict]:
+    """One optimiser step at `learning_rate` (a float32 scalar: the schedule lives outside the program,
+    optim.py). A non-finite loss leaves the state unchanged (metrics say so)."""
     loss, grads = _gradients(ctx, state.params, state.frozen, batch, rng)
-    updates, opt_state = ctx.optimizer.update(grads, state.opt_state, state.params)
+    direction, opt_state = ctx.optimizer.update(grads, state.opt_state, state.params)
+    step_size = -jnp.asarray(learning_rate, jnp.float32)
+    updates = jax.tree_util.tree_map(lambda d: step_size.astype(d.dtype) * d, direction)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema
     if ema is not None:

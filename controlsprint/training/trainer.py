@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from controlsprint.config import to_dict
@@ -76,7 +77,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     from controlsprint.data.reader import ShardedDataset
     from controlsprint.training.checkpoints import Checkpointer
     from controlsprint.training.models import initial_params, starting_point, step_context
-    from controlsprint.training.optim import learning_rate_schedule
+    from controlsprint.training.optim import learning_rates
 
     check_config(cfg)
     mode = cfg.model.mode
@@ -130,7 +131,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
     batch_sharding = {k: shd.batch_sharding(mesh) for k in batch_keys}
     step_fn = jax.jit(
         functools.partial(train_step, ctx),
-        in_shardings=(state_sharding, batch_sharding, shd.replicated(mesh)),
+        in_shardings=(state_sharding, batch_sharding, shd.replicated(mesh), shd.replicated(mesh)),
         out_shardings=(state_sharding, shd.replicated(mesh)),
         donate_argnums=0,
     )
@@ -174,7 +175,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
 
     is_main = jax.process_index() == 0
     logger = RunLogger(out, enabled=is_main, config=to_dict(cfg))
-    lr_at = learning_rate_schedule(cfg.optim, cfg.run.steps)
+    rates = learning_rates(cfg.optim, cfg.run.steps)  # an argument of the step, not a constant in it
     base_key = jax.random.key(cfg.run.seed)
     record = {"config": to_dict(cfg), "mode": mode, "condition": cfg.model.condition}
     validator = _validator(cfg, dataset, pipeline, start.trainable, condition) if is_main else None
@@ -192,12 +193,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         for step in range(first_step, cfg.run.steps):
             batch = shd.global_batch(mesh, host_batch(next(stream)))
             rng = jax.random.fold_in(base_key, step)
+            learning_rate = jnp.asarray(rates[step])
             if compiled is None:  # compile once, ahead of time, and read the step's cost
-                compiled = step_fn.lower(state, batch, rng).compile()
+                compiled = step_fn.lower(state, batch, rng, learning_rate).compile()
                 cost = compiled.cost_analysis()
                 flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
                 window_start = time.perf_counter()
-            state, metrics = compiled(state, batch, rng)
+            state, metrics = compiled(state, batch, rng, learning_rate)
             metrics_host = jax.device_get(metrics)
             if not metrics_host["finite"]:
                 checkpointer.wait()
@@ -214,7 +216,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
                 scalars = {
                     "loss": float(metrics_host["loss"]),
                     "grad_norm": float(metrics_host["grad_norm"]),
-                    "lr": float(lr_at(step)),
+                    "lr": float(rates[step]),
                     "samples_per_s": rate * cfg.run.batch_size,
                     "mfu": rate * flops / peak,
                 }
