@@ -68,6 +68,7 @@ def held_out_scenes(num: int, seed: int, size: int = 128):
 
 def ceiling(vae, scenes) -> dict[str, float]:
     from controlsprint.evaluation.metrics import metric_for
+    from controlsprint.training.validate import psnr
 
     run = round_trip(vae)
     scores: dict[str, list[float]] = {name: [] for name in (*CONTROLS, "rgb_psnr")}
@@ -75,8 +76,7 @@ def ceiling(vae, scenes) -> dict[str, float]:
         out = run(image)
         for control in CONTROLS:
             scores[control].append(metric_for(control)(conditions[control], out))
-        error = np.mean((out.astype(np.float64) - image) ** 2)
-        scores["rgb_psnr"].append(10 * np.log10(255**2 / max(error, 1e-10)))
+        scores["rgb_psnr"].append(psnr(image, out))
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
