@@ -66,3 +66,36 @@ def test_bad_tokenizer_folders(tmp_path):
         CLIPTokenizer.from_folder(tmp_path)
     with pytest.raises(UserError, match="lacks the special token"):
         CLIPTokenizer({"a": 0}, [])
+
+
+def test_word_tokenizer_makes_each_corpus_word_one_token(tmp_path):
+    from controlsprint.models.vocab import build_word_tokenizer
+
+    # 'green' first: a fixed merge chain per word had `g r` outrank `backg r`, splitting 'background'
+    corpus = ["a green circle", "an orange triangle on a gray and green gradient background", "a star above"]
+    tok = build_word_tokenizer(corpus, max_length=16)
+    words = " ".join(corpus).split()
+    assert tok.tokenize(" ".join(corpus)) == [w + "</w>" for w in words]
+    assert tok.tokenize("greenery") != ["greenery</w>"]  # unseen words still tokenize, in pieces
+    tok.save(tmp_path)
+    assert (CLIPTokenizer.from_folder(tmp_path)(corpus) == tok(corpus)).all()
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.CLIPTokenizer.from_pretrained(tmp_path)
+    for text in corpus:
+        assert tok([text])[0].tolist() == theirs(text, padding="max_length", max_length=16).input_ids
+
+
+def test_every_synthetic_caption_fits_the_embedded_text_encoder():
+    """One token per word and per punctuation mark, and the longest caption within the positions it has."""
+    import re
+
+    from controlsprint.data.synth import render_scene, row_seed
+    from controlsprint.models.configs import EMBEDDED_TEXT
+    from controlsprint.models.vocab import build_word_tokenizer
+
+    captions = [render_scene(kind, row_seed(0, i), 64).caption for kind in ("shapes", "hands") for i in range(600)]
+    tok = build_word_tokenizer(captions, max_length=EMBEDDED_TEXT.max_position_embeddings)
+    lengths = [len(tok.encode(c)) for c in captions]
+    assert lengths == [len(re.findall(r"[a-z]+|[^\sa-z]", c)) for c in captions]
+    assert max(lengths) + 2 <= EMBEDDED_TEXT.max_position_embeddings
+    assert max(lengths) + 2 > 32  # the three-shape gradient captions the former 32 positions cut off

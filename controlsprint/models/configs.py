@@ -242,7 +242,7 @@ EMBEDDED_TEXT = CLIPTextConfig(
     intermediate_size=128,
     num_hidden_layers=2,
     num_attention_heads=4,
-    max_position_embeddings=32,
+    max_position_embeddings=40,  # the longest synthetic caption, one token per word, is 39 with BOS and EOS
     projection_dim=64,
 )
 EMBEDDED_CONDITIONING_CHANNELS = (16, 32, 64, 128)  # three stride-2 steps: 128 px conditions -> 16x16 latents

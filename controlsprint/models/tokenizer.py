@@ -48,6 +48,26 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def bpe(word: str, ranks: dict[tuple[str, str], int]) -> tuple[str, ...]:
+    """Byte-pair encoding of one (byte-mapped) word: merge the best-ranked adjacent pair, everywhere it
+    occurs, until no pair of the word has a rank."""
+    symbols = [*word[:-1], word[-1] + "</w>"]
+    while len(symbols) > 1:
+        rank, pair = min((ranks.get(p, np.inf), p) for p in zip(symbols, symbols[1:], strict=False))
+        if rank == np.inf:
+            break
+        merged, i = [], 0
+        while i < len(symbols):
+            if i < len(symbols) - 1 and (symbols[i], symbols[i + 1]) == pair:
+                merged.append(symbols[i] + symbols[i + 1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    return tuple(symbols)
+
+
 class CLIPTokenizer:
     def __init__(
         self, vocab: dict[str, int], merges: Sequence[tuple[str, str]], *, max_length: int = 77, pad_token=EOS
@@ -111,25 +131,7 @@ class CLIPTokenizer:
     # -- tokenizing -----------------------------------------------------------------------------------
 
     def _bpe_uncached(self, word: str) -> tuple[str, ...]:
-        symbols = [*word[:-1], word[-1] + "</w>"]
-        while len(symbols) > 1:
-            pairs = [
-                (self.ranks.get(p, np.inf), i) for i, p in enumerate(zip(symbols, symbols[1:], strict=False))
-            ]
-            rank, _ = min(pairs)
-            if rank == np.inf:
-                break
-            first, second = self.merges[int(rank)]
-            merged, i = [], 0
-            while i < len(symbols):
-                if i < len(symbols) - 1 and symbols[i] == first and symbols[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            symbols = merged
-        return tuple(symbols)
+        return bpe(word, self.ranks)
 
     def tokenize(self, text: str) -> list[str]:
         table = byte_to_unicode()
