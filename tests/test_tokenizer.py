@@ -93,7 +93,9 @@ def test_every_synthetic_caption_fits_the_embedded_text_encoder():
     from controlsprint.models.configs import EMBEDDED_TEXT
     from controlsprint.models.vocab import build_word_tokenizer
 
-    captions = [render_scene(kind, row_seed(0, i), 64).caption for kind in ("shapes", "hands") for i in range(600)]
+    captions = [
+        render_scene(kind, row_seed(0, i), 64).caption for kind in ("shapes", "hands") for i in range(600)
+    ]
     tok = build_word_tokenizer(captions, max_length=EMBEDDED_TEXT.max_position_embeddings)
     lengths = [len(tok.encode(c)) for c in captions]
     assert lengths == [len(re.findall(r"[a-z]+|[^\sa-z]", c)) for c in captions]

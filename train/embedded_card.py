@@ -74,7 +74,7 @@ def _text_and_schedule() -> str:
     }[model.schedule]
     return (
         f"Text encoder: CLIP architecture, {text}; tokenizer vocabulary built from the synthetic "
-        f"captions. Noise schedule: {schedule}."
+        f"captions, one token per word. Noise schedule: {schedule}."
     )
 
 
