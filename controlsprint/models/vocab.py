@@ -4,7 +4,7 @@ The vocabulary holds the 512 byte-level base symbols (so any text still tokenize
 make every corpus word a single token, and the two special tokens; anything else falls back to sub-word
 pieces. One token per word matters to the model: a colour split into pieces ('or an g e</w>') must be
 put back together by a two-layer text encoder, and split words push long captions past the text
-encoder's 32 positions, cutting off their last shapes and backgrounds.
+encoder's positions (32 when this was found), cutting off their last shapes and backgrounds.
 
 Each word's merges are found by running BPE with the merges so far and appending a merge of the first
 two pieces it leaves, until it leaves one. A merge appended last has the lowest rank, so it never fires
