@@ -19,24 +19,25 @@ RUNS = "runs/default"
 CONTROLNET_DATA = {"canny": "shapes", "segment": "shapes", "gray": "shapes", "hands": "hands"}
 
 # steps per stage. The image model (vae, unet, then the ControlNets and the decoder fine-tune in two
-# one-core lanes) takes about 69 minutes on 2 CPU cores, over the 60 aimed at (VAE 849 s, UNet 1707 s,
-# lanes 1570 s, each measured on its own day: docs/embedded-model.md). The ninth build adds the decoder
-# (canny F1 0.42 -> 0.48 through it) and pays for it with gray (700 -> 300 steps: 23.3 dB, 20 is the
-# goal) and hands (300 -> 150; no goal figure).
+# one-core lanes) took 75 minutes on 2 CPU cores in the sixteenth build, over the 60 aimed at (VAE 828 s,
+# UNet 2012 s on a slow day, 1707 s on a good one; lanes 1656 s: docs/embedded-model.md). The sixteenth
+# build doubles the decoder fine-tune (600 -> 1200 steps: canny F1 through the VAE 0.77 -> 0.85, under
+# control 0.70 -> 0.79) and pays for its lane time with segment (600 -> 470 steps: mIoU 0.64, 0.6 is
+# the goal) and gray (300 -> 130: 25.0 dB, 20 is the goal).
 STEPS = {
     "vae": 1500,
     "unet": 1500,
     "canny": 1000,
-    "segment": 600,
-    "gray": 300,
+    "segment": 470,
+    "gray": 130,
     "hands": 150,
-    "decoder": 600,
+    "decoder": 1200,
     "video": 600,
 }
 # The stages after the UNet, in the two one-core lanes of the build script (train/build_default_model.sh),
 # in the order each lane runs them. canny, segment and gray share `shapes` and one on-disk encoding pass
-# (ENCODINGS): canny makes it after hands; segment, after the decoder, and gray read it (gray's 300
-# steps are too few to pay for a pass of their own, but a stored one costs them nothing).
+# (ENCODINGS): canny makes it after hands; segment, after the decoder, and gray read it (their 470 and
+# 130 steps are too few to pay for a pass of their own, but a stored one costs them nothing).
 LANES = (("hands", "canny"), ("decoder", "segment", "gray"))
 ENCODINGS = f"{RUNS}/encodings"
 # canny at twice the others' learning rate (eleventh build): in its 1000 steps it then steers firmly
