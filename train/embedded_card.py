@@ -178,7 +178,9 @@ def card(build: Path, model: Path) -> str:
             f"| {GOALS[control]} | {colour} | {m['num']} (seed {m['seed']}, {m['steps']} steps, CFG {m['guidance']:g}) |"
         )
     if colours:
-        (met if min(colours) >= COLOUR_GOAL else missed).append(f"colour of the largest shape ({COLOUR_GOAL:.0%})")
+        (met if min(colours) >= COLOUR_GOAL else missed).append(
+            f"colour of the largest shape ({COLOUR_GOAL:.0%})"
+        )
     if times:
         hour = f"the hour ({_image_minutes(times):.0f} of {HOUR_GOAL} minutes)"
         (met if _image_minutes(times) <= HOUR_GOAL else missed).append(hour)
