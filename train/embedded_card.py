@@ -138,7 +138,8 @@ def _gains_line() -> str:
     return (
         f"ControlNet gains baked into the weights at export (`--controlnet-gain`): {baked}; so scale 1 acts "
         "as those conditioning scales did on the trained weights. Each is the best for its metric on "
-        "calibration scenes (seed 20000, not the eval seed; `python bench/controlnet_gain.py`, at CFG 5, on the tenth build). "
+        "calibration scenes (seed 20000, not the eval seed; `python bench/controlnet_gain.py`, at CFG 5, "
+        "on the tenth build). "
         f"Classifier-free guidance scale recorded at export (`--guidance-scale`): {GUIDANCE:g}, what "
         "`generate`, `eval` and the image demos use when none is given; chosen on the same calibration "
         "scenes (`python bench/guidance_sweep.py`: every control holds better at low guidance)."
@@ -182,8 +183,8 @@ def card(build: Path, model: Path) -> str:
             f"colour of the largest shape ({COLOUR_GOAL:.0%})"
         )
     if times:
-        hour = f"the hour ({_image_minutes(times):.0f} of {HOUR_GOAL} minutes)"
-        (met if _image_minutes(times) <= HOUR_GOAL else missed).append(hour)
+        minutes = _image_minutes(times)
+        (met if minutes <= HOUR_GOAL else missed).append(f"the hour ({minutes:.0f} of {HOUR_GOAL} minutes)")
     size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file()) / 2**20
     lines = [
         "---",
